@@ -1,0 +1,44 @@
+# `make run` indexes ARCHIVE (a sample archive it makes when none is given);
+# `make test` runs every test. Both set up .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAMPLE := .sample/archive
+ARCHIVE ?=
+OUT ?= index.ndjson
+
+.PHONY: run test dev rust-test py-test bench clean
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "anyio>=4" "orjson>=3.9" "pydicom>=3,<4"
+	touch $@
+
+# Rebuild the extension whenever a Rust or Python source changed.
+$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(wildcard rust/*.rs) $(wildcard python/fastindex/*.py)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
+	touch $@
+
+dev: $(VENV)/.built
+
+$(SAMPLE): | $(VENV)/.built
+	$(PY) bench/gen_corpus.py --out $(SAMPLE) --files 2000
+
+run: $(VENV)/.built $(if $(ARCHIVE),,$(SAMPLE))
+	$(VENV)/bin/fastindex $(if $(ARCHIVE),$(ARCHIVE),$(SAMPLE)) -o $(OUT) --errors $(OUT:.ndjson=.errors.ndjson)
+	@echo "wrote $(OUT) ($$(wc -l < $(OUT)) records)"
+
+rust-test:
+	cargo test --quiet
+
+py-test: $(VENV)/.built
+	$(PY) -m pytest -q
+
+test: rust-test py-test
+
+bench: $(VENV)/.built
+	$(PY) bench/run
+
+clean:
+	rm -rf $(VENV) target .sample

@@ -1,0 +1,90 @@
+"""The Python face: three calls over the same pipeline the CLI runs."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Iterable, Iterator, Literal
+
+import anyio
+
+from . import _native, fallback
+from .outcomes import FALLBACK_REASONS, NotIndexed
+from .pipeline import Options, roots, run
+from .tags import resolve
+
+
+def _options(jobs, relative_to, follow_symlinks, tags) -> Options:
+    return Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()))
+
+
+def index(
+    paths: Iterable[str | os.PathLike],
+    *,
+    jobs: int | None = None,
+    relative_to: str | None = None,
+    follow_symlinks: bool = False,
+    tags: Iterable[str] | None = None,
+) -> list[dict]:
+    """Subseries records of every DICOM file under `paths`, sorted."""
+    options = _options(jobs, relative_to, follow_symlinks, tags)
+    _, aggregator = anyio.run(lambda: run(list(paths), options))
+    return list(aggregator.dicts())
+
+
+def iter_instances(
+    paths: Iterable[str | os.PathLike],
+    *,
+    jobs: int | None = None,
+    relative_to: str | None = None,
+    follow_symlinks: bool = False,
+    tags: Iterable[str] | None = None,
+) -> Iterator[dict]:
+    """Per-file records, as they are read (completion order)."""
+    options = _options(jobs, relative_to, follow_symlinks, tags)
+    paths = list(paths)
+    roots(paths, relative_to)  # raise FileNotFoundError here, not in a thread
+    done = object()
+    q: queue.Queue = queue.Queue(maxsize=64)
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            anyio.run(lambda: run(paths, options, on_records=q.put))
+        except BaseException as e:  # handed to the consumer below
+            failure.append(e)
+        finally:
+            q.put(done)
+
+    threading.Thread(target=produce, name="fastindex", daemon=True).start()
+    while (item := q.get()) is not done:
+        yield from item
+    if failure:
+        raise failure[0]
+
+
+def read_header(
+    path: str | os.PathLike,
+    *,
+    engine: Literal["auto", "rust", "pydicom"] = "auto",
+    relative_to: str | None = None,
+    tags: Iterable[str] | None = None,
+) -> dict:
+    """The per-file record of one file. Raises NotIndexed when it has none.
+
+    engine="rust" uses only the fast path, "pydicom" only pydicom, "auto"
+    the fast path with pydicom for what it declines (as the CLI does).
+    """
+    extras = resolve(tags or ())
+    [(p, display)] = roots([path], relative_to)
+    if engine == "pydicom":
+        return fallback.read_record(p, display, extras)[0]
+    if engine not in ("rust", "auto"):
+        raise ValueError(f"engine must be auto, rust or pydicom, not {engine!r}")
+    status, payload, _ = _native.read_file(_native.Schema(list(extras)), p, display)
+    if status == "indexed":
+        return payload
+    if engine == "auto" and status in FALLBACK_REASONS:
+        return fallback.read_record(p, display, extras)[0]
+    raise NotIndexed(status, payload)

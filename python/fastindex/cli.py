@@ -1,0 +1,124 @@
+"""`fastindex PATH... > index.ndjson`: stdout is data, stderr is talk.
+
+Exit codes: 0 done (files that gave no record are counted, and listed with
+--errors); 1 fatal (a PATH missing, output not writable); 2 usage; 3 done,
+but --strict and some files were errors; 130 interrupted (SIGINT), 143
+terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import anyio
+
+from . import __version__
+from .outcomes import Summary
+from .pipeline import Options, run
+from .tags import resolve
+from .write import NdjsonWriter
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_STRICT = 0, 1, 2, 3
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastindex",
+        description="Index DICOM files into NDJSON: one line per subseries (default) or per file.",
+        epilog="Exit codes: 0 done, 1 fatal, 2 usage, 3 errors with --strict, 130 interrupted.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", default=["."], help="files or directories (default: .)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="parse threads (default: cores)")
+    p.add_argument("--level", choices=("subseries", "instance"), default="subseries", help="one line per subseries (sorted) or per file (as read)")
+    p.add_argument("--relative-to", metavar="DIR", help="base of file_path and folder (default: current directory)")
+    p.add_argument("--errors", metavar="FILE", help="NDJSON list of every file not indexed, with its reason")
+    p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (loops are detected)")
+    p.add_argument("--tags", metavar="KEYWORD,...", help="extra top-level tags, by keyword or (gggg,eeee)")
+    p.add_argument("--strict", action="store_true", help="exit 3 when any file is an error")
+    p.add_argument("--version", action="version", version=f"fastindex {__version__}")
+    return p
+
+
+def _progress(summary: Summary) -> None:
+    rate = summary.seen / summary.seconds if summary.seconds else 0
+    sys.stderr.write(f"\r\x1b[Kseen {summary.seen}, indexed {summary.indexed}, {rate:.0f} files/s")
+    sys.stderr.flush()
+
+
+async def _main(args: argparse.Namespace, options: Options, out: NdjsonWriter, errors: NdjsonWriter | None):
+    """Run, unless a signal comes first; returns (summary, signal number)."""
+    result: list = [None, None]
+
+    def on_problem(display: str, reason: str, message: str) -> None:
+        if errors is not None:
+            errors.write([{"file_path": display, "reason": reason, "message": message}])
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                result[1] = signum
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        on_records = out.write if args.level == "instance" else None
+        summary, aggregator = await run(args.paths, options, on_records=on_records, on_problem=on_problem)
+        if aggregator is not None:
+            out.write(aggregator.dicts())
+        result[0] = summary
+        tg.cancel_scope.cancel()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        extras = resolve(t for t in (args.tags or "").split(",") if t.strip())
+    except ValueError as e:
+        print(f"fastindex: --tags: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.jobs is not None and args.jobs < 1:
+        print("fastindex: -j must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    for p in args.paths:
+        if not os.path.lexists(p):
+            print(f"fastindex: {p}: no such file or directory", file=sys.stderr)
+            return EXIT_FATAL
+    options = Options(
+        jobs=args.jobs,
+        relative_to=args.relative_to,
+        follow_symlinks=args.follow_symlinks,
+        extras=extras,
+        progress=_progress if sys.stderr.isatty() else None,
+    )
+    writers: list[NdjsonWriter] = []
+    try:
+        out = NdjsonWriter(args.output)
+        writers.append(out)
+        errors = NdjsonWriter(args.errors) if args.errors else None
+        if errors:
+            writers.append(errors)
+        summary, signum = anyio.run(_main, args, options, out, errors)
+        if signum is not None:
+            for w in writers:
+                w.abort()
+            print("\nfastindex: interrupted; no partial output file was left", file=sys.stderr)
+            return 128 + signum
+        for w in writers:
+            w.commit()
+    except OSError as e:
+        for w in writers:
+            w.abort()
+        print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FATAL
+    if options.progress:
+        sys.stderr.write("\r\x1b[K")
+    print(summary.line(), file=sys.stderr)
+    if args.strict and summary.errors:
+        return EXIT_STRICT
+    return EXIT_OK

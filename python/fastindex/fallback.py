@@ -1,0 +1,213 @@
+"""The pydicom path: reads what the fast path declines (ISO 2022 text,
+files it cannot parse), and is the oracle the tests hold the fast path to.
+
+It fills the same field table as the Rust reader, from pydicom's own
+decoding of each value; only the dictionary's normalisation (trimming,
+numbers, blanks) is applied on top.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from typing import Any, Sequence
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .fields import FIELDS, Field
+from .outcomes import NotIndexed
+
+#: pydicom reads at most this much of a file: a header larger than this is
+#: not one the fast path could not read, but damage (zeros, a sparse file)
+#: that pydicom would walk for minutes.
+READ_LIMIT = 64 * 1024 * 1024
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+#: (name, tag, vr, multi) of an extra top-level tag
+Extra = tuple[str, int, str, bool]
+
+_DS = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class _Capped(io.RawIOBase):
+    """A file that ends at READ_LIMIT, whatever its size."""
+
+    def __init__(self, f: io.BufferedReader, limit: int):
+        self._f = f
+        self._limit = limit
+        self.name = getattr(f, "name", "")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        room = self._limit - self._f.tell()
+        if room <= 0:
+            return 0
+        data = self._f.read(min(len(b), room))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def _trim(s: str) -> str:
+    return "\\".join(p.lstrip(" ").rstrip(" \0") for p in s.split("\\"))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, (MultiValue, list, tuple)):
+        return _trim("\\".join(_text(v) for v in value))
+    return _trim(str(value))
+
+
+class _Reader:
+    """Field values of one dataset, with a count of values that did not parse."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+        self.warnings = 0
+
+    def element(self, path: tuple[int, ...]):
+        ds = self.ds
+        for tag in path[:-1]:
+            seq = ds.get(tag)
+            if seq is None or seq.VR != "SQ" or not seq.value:
+                return None
+            ds = seq.value[0]
+        return ds.get(path[-1])
+
+    def value(self, path: tuple[int, ...]) -> Any:
+        try:
+            elem = self.element(path)
+            return None if elem is None else elem.value
+        except Exception:  # pydicom converts lazily; bad bytes raise here
+            self.warnings += 1
+            return None
+
+    def first_text(self, f: Field) -> str:
+        for path in f.sources:
+            t = _text(self.value(path))
+            if t:
+                return t
+        return ""
+
+    def numbers(self, f: Field) -> list[float] | None:
+        value = self.value(f.sources[0])
+        text = _text(value)
+        if not text:
+            return None
+        out = []
+        for part in text.split("\\"):
+            part = part.strip(" \0")
+            v = float(part) if _DS.fullmatch(part) else None
+            if v is None or v != v or v in (float("inf"), float("-inf")):
+                self.warnings += 1
+                return None
+            out.append(v)
+        return out
+
+    def extra(self, tag: int, vr: str, multi: bool) -> Any:
+        raise NotImplementedError("extra tags through pydicom")
+
+    def field(self, f: Field, transfer_syntax: str) -> Any:
+        if f.kind in ("text", "code", "uid"):
+            return self.first_text(f)
+        if f.kind == "subseries":
+            return self.first_text(f) or "default"
+        if f.kind == "numbers":
+            return self.numbers(f)
+        if f.kind == "number":
+            v = self.numbers(f)
+            if v is not None and len(v) != 1:
+                self.warnings += 1
+                return None
+            return v[0] if v else None
+        if f.kind == "transfer_syntax":
+            return transfer_syntax
+        raise AssertionError(f"field {f.name} of kind {f.kind} is computed elsewhere")
+
+
+def _meta_text(ds: Dataset, keyword: str) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return _text(meta.get(keyword)) if meta is not None else ""
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    ts = _meta_text(ds, "TransferSyntaxUID")
+    if ts:
+        return ts
+    implicit, little = ds.original_encoding
+    if implicit:
+        return str(ImplicitVRLittleEndian)
+    return str(ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def read_dataset(path: str | os.PathLike) -> Dataset:
+    with open(path, "rb", buffering=0) as raw, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        capped = io.BufferedReader(_Capped(raw, READ_LIMIT))
+        return pydicom.dcmread(capped, stop_before_pixels=True, force=True)
+
+
+def folder_of(display: str) -> str:
+    head, sep, _ = display.rpartition("/")
+    return (head or "/") if sep else "."
+
+
+def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
+    """The per-file record of a dataset, and how many values did not parse."""
+    reader = _Reader(ds)
+    ts = _transfer_syntax(ds)
+    out: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.scope == "subseries":
+            continue
+        if f.kind == "path":
+            out[f.name] = display
+        elif f.kind == "folder":
+            out[f.name] = folder_of(display)
+        else:
+            out[f.name] = reader.field(f, ts)
+    if not out["series"]:
+        if _meta_text(ds, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+            raise NotIndexed("dicomdir", "a DICOMDIR (media storage directory), not an instance")
+        raise NotIndexed("no_series_uid", "DICOM object without SeriesInstanceUID")
+    for name, tag, vr, multi in extras:
+        out[name] = reader.extra(tag, vr, multi)
+    return out, reader.warnings
+
+
+def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
+    """Read one file with pydicom; raises NotIndexed when it gives no record."""
+    try:
+        ds = read_dataset(path)
+    except NotIndexed:
+        raise
+    except OSError as e:
+        raise NotIndexed("unreadable", str(e)) from None
+    except Exception as e:  # pydicom raises many kinds on damaged files
+        raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None
+    try:
+        return record(ds, display, extras)
+    except NotIndexed:
+        raise
+    except Exception as e:
+        raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None

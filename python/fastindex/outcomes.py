@@ -1,0 +1,69 @@
+"""What can become of a file, and how the summary counts it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+#: reason -> category; README documents each reason
+CATEGORY = {
+    "no_series_uid": "skipped",
+    "dicomdir": "skipped",
+    "not_regular": "skipped",
+    "symlink": "skipped",
+    "symlink_loop": "skipped",
+    "not_dicom": "not DICOM",
+    "truncated": "errors",
+    "malformed": "errors",
+    "unreadable": "errors",
+    "unsupported": "errors",
+}
+
+#: reasons for which pydicom gets a try after the fast path gave up
+FALLBACK_REASONS = frozenset({"unsupported", "malformed"})
+
+
+class NotIndexed(Exception):
+    """A file that gave no record; `reason` is one of CATEGORY's keys."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclasses.dataclass
+class Summary:
+    indexed: int = 0
+    via_pydicom: int = 0
+    warnings: int = 0
+    duplicates: int = 0
+    subseries: int = 0
+    seconds: float = 0.0
+    reasons: Counter = dataclasses.field(default_factory=Counter)
+
+    def count(self, category: str) -> int:
+        return sum(n for r, n in self.reasons.items() if CATEGORY.get(r, "errors") == category)
+
+    @property
+    def seen(self) -> int:
+        return self.indexed + sum(self.reasons.values())
+
+    @property
+    def errors(self) -> int:
+        return self.count("errors")
+
+    def _detail(self, category: str) -> str:
+        parts = [f"{r} {n}" for r, n in sorted(self.reasons.items()) if CATEGORY.get(r, "errors") == category]
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def line(self) -> str:
+        rate = self.seen / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"fastindex: seen {self.seen}, indexed {self.indexed}, "
+            f"skipped {self.count('skipped')}{self._detail('skipped')}, "
+            f"not DICOM {self.count('not DICOM')}, "
+            f"errors {self.errors}{self._detail('errors')}, "
+            f"via pydicom {self.via_pydicom}, duplicates {self.duplicates}, "
+            f"warnings {self.warnings}, {self.seconds:.2f} s, {rate:.0f} files/s"
+        )

@@ -1,0 +1,134 @@
+"""walk → read → record → aggregate, as an anyio task pool.
+
+A Rust thread walks; `jobs` tasks each take a batch of paths, have the
+Rust reader parse it in a worker thread with the GIL released, and hand
+the records on: to the Rust aggregator (subseries) or to the caller as
+they come (instances). What the fast path declines goes to pydicom.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import anyio
+import anyio.to_thread
+
+from . import _native, fallback
+from .outcomes import FALLBACK_REASONS, NotIndexed, Summary
+
+@dataclass
+class Options:
+    #: parse threads (default: the machine's cores)
+    jobs: int | None = None
+    #: base of file_path and folder (default: the current directory)
+    relative_to: str | None = None
+    follow_symlinks: bool = False
+    #: extra tags: (name, tag, vr, multi) as made by `tags.resolve`
+    extras: Sequence[tuple[str, int, str, bool]] = ()
+    #: paths per native call
+    batch_size: int = 256
+    #: called with the running summary now and then (progress display)
+    progress: Callable[[Summary], None] | None = field(default=None, repr=False)
+
+
+def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
+    """(path, display prefix) per PATH; display is relative to the base."""
+    base = os.path.abspath(relative_to or os.curdir)
+    out = []
+    for p in paths:
+        p = os.fsdecode(os.fspath(p))
+        if not os.path.lexists(p):
+            raise FileNotFoundError(f"{p}: no such file or directory")
+        display = os.path.relpath(os.path.abspath(p), base)
+        out.append((p, "" if display == "." else display))
+    return out
+
+
+async def run(
+    paths: Iterable,
+    options: Options,
+    *,
+    on_records: Callable[[list[dict]], None] | None = None,
+    on_problem: Callable[[str, str, str], None] | None = None,
+) -> tuple[Summary, "_native.Aggregator | None"]:
+    """Index `paths`. With `on_records`, per-file records are passed to it
+    as they are read; otherwise they are folded into an Aggregator, which
+    is returned. `on_problem(display, reason, message)` hears of every file
+    that gave no record."""
+    started = time.perf_counter()
+    jobs = max(1, options.jobs or os.cpu_count() or 1)
+    schema = _native.Schema(list(options.extras))
+    walker = _native.Walker(roots(paths, options.relative_to), options.follow_symlinks, options.batch_size)
+    aggregator = None if on_records else _native.Aggregator(schema)
+    limiter = anyio.CapacityLimiter(jobs)
+    summary = Summary()
+
+    def keep(dicts: list[dict]) -> None:
+        if aggregator is None:
+            on_records(dicts)
+        else:
+            for d in dicts:
+                aggregator.add_dict(d, d["file_path"])
+
+    async def fall_back(path: str, display: str, reason: str, message: str) -> None:
+        try:
+            rec, warnings = await anyio.to_thread.run_sync(fallback.read_record, path, display, options.extras, limiter=limiter)
+        except NotIndexed as e:
+            # A file the fast path only declined is judged by pydicom; one it
+            # found damaged keeps that verdict, with pydicom's word added.
+            if reason == "unsupported":
+                reason, message = e.reason, f"{message}; then {e.message}"
+            else:
+                message = f"{message}; then {e.message}"
+        else:
+            summary.indexed += 1
+            summary.via_pydicom += 1
+            summary.warnings += warnings
+            keep([rec])
+            return
+        summary.reasons[reason] += 1
+        if on_problem:
+            on_problem(display, reason, message)
+
+    async def worker() -> None:
+        while True:
+            batch = await anyio.to_thread.run_sync(walker.next_batch, limiter=limiter)
+            if batch is None:
+                return
+            records, problems, warnings = await anyio.to_thread.run_sync(_native.read_batch, schema, batch, limiter=limiter)
+            summary.indexed += len(records)
+            summary.warnings += warnings
+            if aggregator is not None:
+                aggregator.add(records)
+            else:
+                on_records(records.dicts())
+            for path, display, reason, message in problems:
+                if reason in FALLBACK_REASONS:
+                    await fall_back(path, display, reason, message)
+                else:
+                    summary.reasons[reason] += 1
+                    if on_problem:
+                        on_problem(display, reason, message)
+
+    async def report() -> None:
+        while True:
+            await anyio.sleep(0.25)
+            summary.seconds = time.perf_counter() - started
+            options.progress(summary)
+
+    async with anyio.create_task_group() as outer:
+        if options.progress:
+            outer.start_soon(report)
+        async with anyio.create_task_group() as workers:
+            for _ in range(jobs):
+                workers.start_soon(worker)
+        outer.cancel_scope.cancel()
+    if aggregator is not None:
+        summary.duplicates = aggregator.duplicates
+        summary.subseries = len(aggregator)
+    summary.seconds = time.perf_counter() - started
+    return summary, aggregator
+

@@ -1,0 +1,36 @@
+"""`--tags`: extra top-level tags by keyword or (gggg,eeee), typed by the
+VR pydicom's data dictionary gives them."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
+
+_TAG = re.compile(r"\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?")
+
+
+def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
+    """(name, tag, vr, multi) for each keyword or tag; ValueError if unknown."""
+    out = []
+    for spec in specs:
+        spec = spec.strip()
+        m = _TAG.fullmatch(spec)
+        if m:
+            tag = int(m.group(1) + m.group(2), 16)
+            name = keyword_for_tag(tag) or f"({m.group(1).upper()},{m.group(2).upper()})"
+        else:
+            tag = tag_for_keyword(spec)
+            if tag is None:
+                raise ValueError(f"{spec}: not a DICOM keyword or (gggg,eeee) tag")
+            name = spec
+        try:
+            vr, vm = dictionary_VR(tag), dictionary_VM(tag)
+        except KeyError:
+            vr, vm = "UN", "1"
+        if vr == "SQ":
+            raise ValueError(f"{spec}: sequences cannot be extra fields (top-level values only)")
+        vr = vr.split(" or ")[0]
+        out.append((name, tag, vr, vm != "1"))
+    return out

@@ -1,0 +1,139 @@
+//! From the first byte to the data set: preamble, meta group, transfer
+//! syntax (inflating a deflated data set), or a bare data set whose
+//! encoding is told from its first element, as pydicom does.
+
+use flate2::read::DeflateDecoder;
+
+use crate::error::{Error, Result};
+use crate::schema::Schema;
+use crate::source::{Source, StreamInput};
+use crate::stream::{valid_vr, Collected, Encoding, Stream};
+
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+pub const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+pub const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+pub const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+
+/// What the file says about itself outside the data set proper.
+#[derive(Debug, Default, Clone)]
+pub struct FileInfo {
+    /// From the meta group, or the syntax the bytes were read in.
+    pub transfer_syntax: String,
+    /// MediaStorageSOPClassUID from the meta group ("" without one).
+    pub media_sop_class: String,
+    /// Byte order of the data set (for binary extra tags).
+    pub little: bool,
+}
+
+/// Read the header of one DICOM file from `src` into `out`.
+pub fn read(mut src: Source<'_>, schema: &Schema, out: &mut Collected) -> Result<FileInfo> {
+    out.reset(schema.slots);
+    let part10 = matches!(src.peek(132)?, Some(b) if &b[128..132] == b"DICM");
+    if part10 {
+        src.skip(132)?;
+    }
+    let mut info = FileInfo { little: true, ..FileInfo::default() };
+    let has_meta = read_meta(&mut src, &mut info)?;
+    if !part10 && !has_meta && !plausible_start(&mut src)? {
+        return Err(Error::NotDicom);
+    }
+    let result = read_dataset(src, schema, out, &mut info);
+    match result {
+        // A bare data set that failed before yielding anything was never
+        // shown to be DICOM.
+        Err(_) if !part10 && !has_meta && !out.found_any => Err(Error::NotDicom),
+        Ok(()) if !part10 && !has_meta && !out.found_any => Err(Error::NotDicom),
+        Err(e) => Err(e),
+        Ok(()) => Ok(info),
+    }
+}
+
+/// The meta group: explicit VR little endian elements of group 0002.
+fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<bool> {
+    let mut any = false;
+    while let Some(b) = src.peek(6)? {
+        if u16::from_le_bytes([b[0], b[1]]) != 0x0002 {
+            break;
+        }
+        if !valid_vr([b[4], b[5]]) {
+            return Err(Error::Malformed("the meta group is not explicit VR".into()));
+        }
+        let h: [u8; 8] = src.take_array()?;
+        let element = u16::from_le_bytes([h[2], h[3]]);
+        let vr = [h[4], h[5]];
+        let len = if matches!(&vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT" | b"UC" | b"UR" | b"OD" | b"OF" | b"OL" | b"OV" | b"SV" | b"UV") {
+            u32::from_le_bytes(src.take_array()?)
+        } else {
+            u16::from_le_bytes([h[6], h[7]]) as u32
+        };
+        any = true;
+        let keep = match element {
+            0x0002 => Some(&mut info.media_sop_class),
+            0x0010 => Some(&mut info.transfer_syntax),
+            _ => None,
+        };
+        match keep {
+            Some(dest) if len <= 1024 => *dest = uid_text(src.take(len as usize)?),
+            _ if len == 0xFFFF_FFFF => return Err(Error::Malformed("undefined length in the meta group".into())),
+            _ => src.skip(len as u64)?,
+        }
+    }
+    Ok(any)
+}
+
+fn uid_text(bytes: &[u8]) -> String {
+    let s: String = bytes.iter().map(|&b| b as char).collect();
+    s.trim_end_matches(['\0', ' ']).trim_start_matches(' ').to_string()
+}
+
+/// A bare data set must start like one: a small even group in one byte
+/// order. Text, images and archives do not.
+fn plausible_start(src: &mut Source<'_>) -> Result<bool> {
+    let Some(b) = src.peek(8)? else { return Ok(false) };
+    let le = u16::from_le_bytes([b[0], b[1]]);
+    let be = u16::from_be_bytes([b[0], b[1]]);
+    let small = |g: u16| g <= 0x0010 && g % 2 == 0;
+    Ok(small(le) || (small(be) && valid_vr([b[4], b[5]])))
+}
+
+/// Pick the data set's encoding and read it.
+fn read_dataset(mut src: Source<'_>, schema: &Schema, out: &mut Collected, info: &mut FileInfo) -> Result<()> {
+    let ts = info.transfer_syntax.as_str();
+    if ts == DEFLATED_LE {
+        let inflated = DeflateDecoder::new(src.into_reader());
+        let mut src = Source::new(Box::new(StreamInput(inflated)));
+        return Stream { src: &mut src, schema, out }.top(Encoding::EXPLICIT_LE);
+    }
+    let Some(first) = src.peek(6)?.map(|b| [b[0], b[1], b[4], b[5]]) else {
+        // An empty data set: only the meta group was there.
+        return Ok(());
+    };
+    let looks_explicit = valid_vr([first[2], first[3]]);
+    let enc = match ts {
+        "" => {
+            let enc = if !looks_explicit {
+                Encoding::IMPLICIT_LE
+            } else if u16::from_le_bytes([first[0], first[1]]) >= 1024 {
+                Encoding::EXPLICIT_BE
+            } else {
+                Encoding::EXPLICIT_LE
+            };
+            info.transfer_syntax = match enc {
+                Encoding::IMPLICIT_LE => IMPLICIT_LE,
+                Encoding::EXPLICIT_BE => EXPLICIT_BE,
+                _ => EXPLICIT_LE,
+            }
+            .to_string();
+            enc
+        }
+        IMPLICIT_LE => Encoding { explicit: looks_explicit, little: true },
+        EXPLICIT_BE => Encoding { explicit: looks_explicit, little: false },
+        // Every other syntax, encapsulated ones included, is explicit VR
+        // little endian up to the pixel data; like pydicom, believe the bytes
+        // when they disagree with the declared VR mode.
+        _ => Encoding { explicit: looks_explicit, little: true },
+    };
+    info.little = enc.little;
+    Stream { src: &mut src, schema, out }.top(enc)
+}

@@ -1,0 +1,23 @@
+//! fastindex: a streaming DICOM header reader and archive indexer.
+//!
+//! The data path, one module each: `walk` finds files, `reader` opens one
+//! and drives `header` (preamble, meta, syntax) and `stream` (elements)
+//! over a `source`, `record` turns the kept bytes into fields (`decode`),
+//! `aggregate` folds records into subseries. `fields` is the one table
+//! of fields; `schema` turns it into what the stream looks for. `py` is
+//! the thin Python boundary.
+
+pub mod aggregate;
+pub mod decode;
+pub mod error;
+pub mod fields;
+pub mod header;
+pub mod reader;
+pub mod record;
+pub mod schema;
+pub mod source;
+pub mod stream;
+pub mod walk;
+
+#[cfg(feature = "python")]
+mod py;

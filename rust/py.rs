@@ -1,0 +1,365 @@
+//! The Python boundary, kept thin: opaque batches and results move between
+//! the walker, the readers and the aggregator without becoming Python
+//! objects; only records that are written (and problems) cross over.
+//! Every call that does I/O or parsing releases the GIL.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::aggregate::Aggregator as Core;
+use crate::error::Error;
+use crate::fields::{Kind, Scope, FIELDS};
+use crate::reader;
+use crate::record::{Outcome, Record, Value};
+use crate::schema::{Extra, Schema as CoreSchema};
+use crate::stream::Collected;
+use crate::walk::{Entry, Found, Root, Walker as CoreWalker};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock is already turned into a file error;
+    // the data behind it is still consistent enough to go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What to read: the field table plus the user's extra tags.
+#[pyclass(frozen, module = "fastindex._native")]
+struct Schema {
+    inner: Arc<CoreSchema>,
+    /// Field names as Python strings, made once.
+    names: Vec<Py<PyString>>,
+}
+
+#[pymethods]
+impl Schema {
+    #[new]
+    #[pyo3(signature = (extras = Vec::new()))]
+    fn new(py: Python<'_>, extras: Vec<(String, u32, String, bool)>) -> PyResult<Self> {
+        let extras: Vec<Extra> = extras
+            .into_iter()
+            .map(|(name, tag, vr, multi)| {
+                let b = vr.as_bytes();
+                let vr = if b.len() == 2 { [b[0], b[1]] } else { *b"UN" };
+                Extra { name, tag, vr, multi }
+            })
+            .collect();
+        let inner = CoreSchema::new(extras).map_err(PyValueError::new_err)?;
+        let names = FIELDS
+            .iter()
+            .map(|f| f.name)
+            .chain(inner.extras.iter().map(|e| e.name.as_str()))
+            .map(|n| PyString::intern(py, n).unbind())
+            .collect();
+        Ok(Schema { inner: Arc::new(inner), names })
+    }
+
+    /// Names of the extra fields, in order.
+    #[getter]
+    fn extra_names(&self) -> Vec<String> {
+        self.inner.extras.iter().map(|e| e.name.clone()).collect()
+    }
+}
+
+#[pyclass(frozen, module = "fastindex._native")]
+struct Batch {
+    entries: Mutex<Vec<Entry>>,
+}
+
+#[pymethods]
+impl Batch {
+    fn __len__(&self) -> usize {
+        lock(&self.entries).len()
+    }
+}
+
+#[pyclass(frozen, module = "fastindex._native")]
+struct Walker {
+    inner: CoreWalker,
+}
+
+#[pymethods]
+impl Walker {
+    /// Walk `roots`, a list of (path, display prefix), on a thread.
+    #[new]
+    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256))]
+    fn new(roots: Vec<(PathBuf, PathBuf)>, follow_symlinks: bool, batch_size: usize) -> Self {
+        let roots = roots.into_iter().map(|(path, display)| Root { path, display: display.into_os_string() }).collect();
+        Walker { inner: CoreWalker::start(roots, follow_symlinks, batch_size) }
+    }
+
+    /// The next batch of entries, or None when the walk is over.
+    fn next_batch(&self, py: Python<'_>) -> Option<Batch> {
+        py.detach(|| self.inner.next_batch()).map(|entries| Batch { entries: Mutex::new(entries) })
+    }
+}
+
+/// Records read from one batch, kept on the Rust side until written or
+/// aggregated.
+#[pyclass(frozen, module = "fastindex._native")]
+struct Records {
+    items: Mutex<Vec<(OsString, Record)>>,
+    schema: Py<Schema>,
+}
+
+#[pymethods]
+impl Records {
+    fn __len__(&self) -> usize {
+        lock(&self.items).len()
+    }
+
+    /// Per-file records, as dicts in field order.
+    fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let schema = self.schema.get();
+        let items = lock(&self.items);
+        let out = PyList::empty(py);
+        for (path, rec) in items.iter() {
+            out.append(record_dict(py, schema, rec, path, None)?)?;
+        }
+        Ok(out)
+    }
+}
+
+fn problem<'py>(py: Python<'py>, e: &Entry, reason: &str, message: &str) -> PyResult<Bound<'py, PyTuple>> {
+    (e.path.as_os_str(), e.display.as_os_str(), reason, message).into_pyobject(py)
+}
+
+fn read_guarded(schema: &CoreSchema, path: &Path, out: &mut Collected) -> Result<Outcome, Error> {
+    // The reader is meant to be panic-free; should a bug prove otherwise,
+    // it costs one file an error, not the run.
+    match catch_unwind(AssertUnwindSafe(|| reader::read_path(schema, path, out))) {
+        Ok(r) => r,
+        Err(_) => Err(Error::Malformed("internal error in the reader (please report this file)".into())),
+    }
+}
+
+/// Read every file of a batch. Returns (records, problems, warnings) where
+/// problems are (path, display, reason, message) for every entry that gave
+/// no record; reason "unsupported" asks for the pydicom fallback.
+#[pyfunction]
+fn read_batch<'py>(py: Python<'py>, schema: Py<Schema>, batch: &Bound<'py, Batch>) -> PyResult<(Records, Bound<'py, PyList>, u64)> {
+    let entries = std::mem::take(&mut *lock(&batch.get().entries));
+    let core = schema.get().inner.clone();
+    let (results, warnings) = py.detach(move || {
+        let mut out = Collected::default();
+        let mut warnings = 0u64;
+        let results: Vec<(Entry, Result<Outcome, Error>)> = entries
+            .into_iter()
+            .map(|e| {
+                let r = match &e.found {
+                    Found::File => read_guarded(&core, &e.path, &mut out),
+                    _ => Ok(Outcome::Skipped { reason: "", message: String::new() }),
+                };
+                if let Ok(Outcome::Indexed(rec)) = &r {
+                    warnings += rec.warnings as u64;
+                }
+                (e, r)
+            })
+            .collect();
+        (results, warnings)
+    });
+    let problems = PyList::empty(py);
+    let mut items = Vec::with_capacity(results.len());
+    for (e, r) in results {
+        match (&e.found, r) {
+            (Found::Skip(reason, msg), _) | (Found::Fail(reason, msg), _) => problems.append(problem(py, &e, reason, msg)?)?,
+            (_, Ok(Outcome::Indexed(rec))) => items.push((e.display, rec)),
+            (_, Ok(Outcome::Skipped { reason, message })) => problems.append(problem(py, &e, reason, &message)?)?,
+            (_, Err(err)) => problems.append(problem(py, &e, err.reason(), &err.to_string())?)?,
+        }
+    }
+    Ok((Records { items: Mutex::new(items), schema }, problems, warnings))
+}
+
+/// Read one file: ("indexed", record) or (reason, message).
+#[pyfunction]
+fn read_file<'py>(py: Python<'py>, schema: Py<Schema>, path: PathBuf, display: PathBuf) -> PyResult<Bound<'py, PyTuple>> {
+    let core = schema.get().inner.clone();
+    let r = py.detach(|| read_guarded(&core, &path, &mut Collected::default()));
+    match r {
+        Ok(Outcome::Indexed(rec)) => {
+            let d = record_dict(py, schema.get(), &rec, display.as_os_str(), None)?;
+            ("indexed", d, rec.warnings).into_pyobject(py)
+        }
+        Ok(Outcome::Skipped { reason, message }) => (reason, message, 0u32).into_pyobject(py),
+        Err(e) => (e.reason(), e.to_string(), 0u32).into_pyobject(py),
+    }
+}
+
+fn value_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Str(s) => PyString::new(py, s).into_any(),
+        Value::Num(n) => n.into_pyobject(py)?.into_any(),
+        Value::Nums(n) => n.into_pyobject(py)?.into_any(),
+        Value::Int(n) => n.into_pyobject(py)?.into_any(),
+        Value::Ints(n) => n.into_pyobject(py)?.into_any(),
+        Value::Computed => py.None().into_bound(py),
+    })
+}
+
+fn folder_of(path: &OsStr) -> &OsStr {
+    let b = path.as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        Some(0) => OsStr::new("/"),
+        Some(i) => OsStr::from_bytes(&b[..i]),
+        None => OsStr::new("."),
+    }
+}
+
+/// A record as a dict: per-file when `instances` is None, else subseries.
+fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr, instances: Option<u64>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (i, f) in FIELDS.iter().enumerate() {
+        let skip = match f.scope {
+            Scope::Subseries => instances.is_none(),
+            Scope::Instance => instances.is_some(),
+            Scope::Both => false,
+        };
+        if skip {
+            continue;
+        }
+        let key = schema.names[i].bind(py);
+        match f.kind {
+            Kind::Count => d.set_item(key, instances)?,
+            Kind::Path => d.set_item(key, path)?,
+            Kind::Folder => d.set_item(key, folder_of(path))?,
+            _ => d.set_item(key, value_py(py, &rec.values[i])?)?,
+        }
+    }
+    for (j, v) in rec.extras.iter().enumerate() {
+        d.set_item(schema.names[FIELDS.len() + j].bind(py), value_py(py, v)?)?;
+    }
+    Ok(d)
+}
+
+/// A per-file record made by the pydicom fallback, back into a Record.
+fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Record> {
+    let get = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> { d.get_item(name) };
+    let typed = |v: Option<Bound<'_, PyAny>>, like: &Value| -> PyResult<Value> {
+        let Some(v) = v.filter(|v| !v.is_none()) else {
+            return Ok(match like {
+                Value::Str(_) => Value::Str(String::new()),
+                Value::Num(_) => Value::Num(None),
+                Value::Nums(_) => Value::Nums(None),
+                Value::Int(_) => Value::Int(None),
+                Value::Ints(_) => Value::Ints(None),
+                Value::Computed => Value::Computed,
+            });
+        };
+        Ok(match like {
+            Value::Str(_) => Value::Str(v.extract()?),
+            Value::Num(_) => Value::Num(Some(v.extract()?)),
+            Value::Nums(_) => Value::Nums(Some(v.extract()?)),
+            Value::Int(_) => Value::Int(Some(v.extract()?)),
+            Value::Ints(_) => Value::Ints(Some(v.extract()?)),
+            Value::Computed => Value::Computed,
+        })
+    };
+    let mut values = Vec::with_capacity(FIELDS.len());
+    for f in FIELDS {
+        let like = match f.kind {
+            Kind::Number => Value::Num(None),
+            Kind::Numbers => Value::Nums(None),
+            Kind::Count | Kind::Folder | Kind::Path => Value::Computed,
+            _ => Value::Str(String::new()),
+        };
+        values.push(if matches!(like, Value::Computed) { like } else { typed(get(f.name)?, &like)? });
+    }
+    let mut extras = Vec::with_capacity(schema.extras.len());
+    for e in &schema.extras {
+        let v = get(&e.name)?;
+        let like = match (&e.vr, e.multi) {
+            (b"IS", false) => Value::Int(None),
+            (b"IS", true) => Value::Ints(None),
+            (b"DS" | b"FD" | b"FL" | b"US" | b"SS" | b"UL" | b"SL", false) => Value::Num(None),
+            (b"DS" | b"FD" | b"FL" | b"US" | b"SS" | b"UL" | b"SL", true) => Value::Nums(None),
+            _ => Value::Str(String::new()),
+        };
+        extras.push(typed(v, &like)?);
+    }
+    Ok(Record { values, extras, warnings: 0 })
+}
+
+/// Subseries aggregates, shared by the worker tasks.
+#[pyclass(frozen, module = "fastindex._native")]
+struct Aggregator {
+    inner: Mutex<Core>,
+    schema: Py<Schema>,
+}
+
+#[pymethods]
+impl Aggregator {
+    #[new]
+    fn new(schema: Py<Schema>) -> Self {
+        Aggregator { inner: Mutex::new(Core::default()), schema }
+    }
+
+    /// Fold a batch's records in (they leave the Records object).
+    fn add(&self, py: Python<'_>, records: &Bound<'_, Records>) {
+        let items = std::mem::take(&mut *lock(&records.get().items));
+        py.detach(|| {
+            let mut core = lock(&self.inner);
+            for (path, rec) in items {
+                core.add(rec, path);
+            }
+        });
+    }
+
+    /// Fold in one per-file record made in Python (the pydicom fallback).
+    fn add_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
+        let rec = record_from_dict(&self.schema.get().inner, record)?;
+        lock(&self.inner).add(rec, path.into_os_string());
+        Ok(())
+    }
+
+    #[getter]
+    fn duplicates(&self) -> u64 {
+        lock(&self.inner).duplicates
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    /// The subseries records, sorted.
+    fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let schema = self.schema.get();
+        let core = lock(&self.inner);
+        let out = PyList::empty(py);
+        for (_, g) in core.sorted() {
+            out.append(record_dict(py, schema, &g.representative, &g.path, Some(g.instances()))?)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The field table: (name, kind, sources, scope) per field, sources as
+/// lists of tag paths (ints).
+fn field_table(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    for f in FIELDS {
+        let sources: Vec<Vec<u32>> = f.sources.iter().map(|p| p.to_vec()).collect();
+        out.append((f.name, f.kind.name(), sources, f.scope.name()))?;
+    }
+    Ok(out)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Schema>()?;
+    m.add_class::<Walker>()?;
+    m.add_class::<Batch>()?;
+    m.add_class::<Records>()?;
+    m.add_class::<Aggregator>()?;
+    m.add_function(wrap_pyfunction!(read_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(read_file, m)?)?;
+    m.add("FIELDS", field_table(m.py())?)?;
+    m.add("MAX_DEPTH", crate::stream::MAX_DEPTH)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! One file's collected bytes to one per-file record, field by field from
+//! the table, or the reason the file is not an instance.
+
+use crate::decode::{codec_for, decode_text, latin1, parse_ds_values, trim, trim_values, Numbers, TextCodec};
+use crate::error::{Error, Result};
+use crate::fields::{Kind, FIELDS};
+use crate::header::{FileInfo, MEDIA_STORAGE_DIRECTORY};
+use crate::schema::Schema;
+use crate::stream::Collected;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Str(String),
+    Num(Option<f64>),
+    Nums(Option<Vec<f64>>),
+    Int(Option<i64>),
+    Ints(Option<Vec<i64>>),
+    /// Computed later (file_path, folder, instances).
+    Computed,
+}
+
+impl Value {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Value::Str(s) => s,
+            _ => "",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// One value per entry of `FIELDS`.
+    pub values: Vec<Value>,
+    /// One value per extra tag of the schema.
+    pub extras: Vec<Value>,
+    /// Values that were present but did not parse.
+    pub warnings: u32,
+}
+
+impl Record {
+    pub fn get(&self, field: usize) -> &str {
+        self.values[field].as_str()
+    }
+}
+
+/// What became of a file that was read.
+pub enum Outcome {
+    Indexed(Record),
+    /// A DICOM object that is not an instance of a series.
+    Skipped { reason: &'static str, message: String },
+}
+
+/// Per-file constants: the character set is read once.
+struct Ctx<'c> {
+    out: &'c Collected,
+    codec: Result<TextCodec>,
+    little: bool,
+    warnings: u32,
+}
+
+const TEXT_VRS: [&[u8; 2]; 7] = [b"SH", b"LO", b"ST", b"LT", b"UT", b"PN", b"UC"];
+const STRING_VRS: [&[u8; 2]; 10] = [b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"TM", b"UI", b"UR"];
+
+impl Ctx<'_> {
+    /// A slot's value as text, decoded as pydicom decodes that VR.
+    fn text(&self, slot: usize) -> Result<Option<String>> {
+        let Some((vr, bytes)) = self.out.get(slot) else { return Ok(None) };
+        if bytes.is_ascii() && !bytes.contains(&0x1B) {
+            return Ok(Some(latin1(bytes)));
+        }
+        if TEXT_VRS.contains(&&vr) {
+            let codec = match &self.codec {
+                Ok(c) => *c,
+                Err(e) => return Err(Error::Declined(e.to_string())),
+            };
+            return decode_text(bytes, codec).map(Some);
+        }
+        if STRING_VRS.contains(&&vr) {
+            return Ok(Some(latin1(bytes)));
+        }
+        Err(Error::Declined(format!("a wanted value is stored with VR {}", latin1(&vr))))
+    }
+
+    /// First non-empty trimmed text among the sources.
+    fn first_text(&self, slots: &[usize]) -> Result<String> {
+        for &slot in slots {
+            if let Some(t) = self.text(slot)? {
+                let t = trim_values(&t);
+                if !t.is_empty() {
+                    return Ok(t);
+                }
+            }
+        }
+        Ok(String::new())
+    }
+
+    fn numbers(&mut self, slot: usize) -> Result<Option<Vec<f64>>> {
+        let Some(t) = self.text(slot)? else { return Ok(None) };
+        match parse_ds_values(&t) {
+            Numbers::Absent => Ok(None),
+            Numbers::Bad => {
+                self.warnings += 1;
+                Ok(None)
+            }
+            Numbers::Values(v) => Ok(Some(v)),
+        }
+    }
+
+    fn field(&mut self, kind: Kind, slots: &[usize], info: &FileInfo) -> Result<Value> {
+        Ok(match kind {
+            Kind::Text | Kind::Code | Kind::Uid => Value::Str(self.first_text(slots)?),
+            Kind::Subseries => {
+                let t = self.first_text(slots)?;
+                Value::Str(if t.is_empty() { "default".into() } else { t })
+            }
+            Kind::Number => Value::Num(match self.numbers(slots[0])? {
+                Some(v) if v.len() == 1 => Some(v[0]),
+                Some(_) => {
+                    self.warnings += 1;
+                    None
+                }
+                None => None,
+            }),
+            Kind::Numbers => Value::Nums(self.numbers(slots[0])?),
+            Kind::TransferSyntax => Value::Str(info.transfer_syntax.clone()),
+            Kind::Count | Kind::Folder | Kind::Path => Value::Computed,
+        })
+    }
+
+    /// An extra tag, typed by its dictionary VR.
+    fn extra(&mut self, slot: usize, vr: [u8; 2], multi: bool) -> Result<Value> {
+        let binary = |size: usize| -> Option<Vec<f64>> {
+            let (_, b) = self.out.get(slot)?;
+            let n = b.len() / size;
+            Some(
+                (0..n)
+                    .map(|i| {
+                        let c = &b[i * size..(i + 1) * size];
+                        let le = self.little;
+                        match (&vr, size) {
+                            (b"FD", _) => f64::from_bits(u64_of(c, le)),
+                            (b"FL", _) => f32::from_bits(u32_of(c, le) as u32) as f64,
+                            (b"US", _) => u32_of(c, le) as f64,
+                            (b"SS", _) => u32_of(c, le) as u16 as i16 as f64,
+                            (b"UL", _) => u32_of(c, le) as f64,
+                            (b"SL", _) => u32_of(c, le) as u32 as i32 as f64,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            )
+        };
+        let one_or_many = |v: Option<Vec<f64>>, warnings: &mut u32| -> Value {
+            if multi {
+                return Value::Nums(v.filter(|v| !v.is_empty()));
+            }
+            match v {
+                Some(v) if v.len() == 1 => Value::Num(Some(v[0])),
+                Some(v) if v.is_empty() => Value::Num(None),
+                Some(_) => {
+                    *warnings += 1;
+                    Value::Num(None)
+                }
+                None => Value::Num(None),
+            }
+        };
+        Ok(match &vr {
+            b"DS" => {
+                let v = self.numbers(slot)?;
+                one_or_many(v, &mut self.warnings)
+            }
+            b"IS" => {
+                let ints = match self.text(slot)? {
+                    None => None,
+                    Some(t) if trim(&t).is_empty() => None,
+                    Some(t) => {
+                        let parsed: Option<Vec<i64>> = trim(&t).split('\\').map(|p| trim(p).parse().ok()).collect();
+                        if parsed.is_none() {
+                            self.warnings += 1;
+                        }
+                        parsed
+                    }
+                };
+                if multi {
+                    Value::Ints(ints)
+                } else {
+                    match ints {
+                        Some(v) if v.len() == 1 => Value::Int(Some(v[0])),
+                        Some(_) => {
+                            self.warnings += 1;
+                            Value::Int(None)
+                        }
+                        None => Value::Int(None),
+                    }
+                }
+            }
+            b"FD" => one_or_many(binary(8), &mut self.warnings),
+            b"FL" | b"UL" | b"SL" => one_or_many(binary(4), &mut self.warnings),
+            b"US" | b"SS" => one_or_many(binary(2), &mut self.warnings),
+            b"ST" | b"LT" | b"UT" => Value::Str(self.text(slot)?.map(|t| trim(&t).to_owned()).unwrap_or_default()),
+            _ => Value::Str(self.first_text(&[slot])?),
+        })
+    }
+}
+
+fn u32_of(c: &[u8], le: bool) -> u64 {
+    let v = match c.len() {
+        2 => {
+            let a = [c[0], c[1]];
+            (if le { u16::from_le_bytes(a) } else { u16::from_be_bytes(a) }) as u32
+        }
+        _ => {
+            let a = [c[0], c[1], c[2], c[3]];
+            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        }
+    };
+    v as u64
+}
+
+fn u64_of(c: &[u8], le: bool) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(c);
+    if le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) }
+}
+
+pub const SERIES: usize = 3;
+
+/// Build the record of a file whose header was read into `out`.
+pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcome> {
+    let codec = codec_for(out.get(schema.charset_slot).map(|v| v.1));
+    let mut ctx = Ctx { out, codec, little: info.little, warnings: 0 };
+    let mut values = Vec::with_capacity(FIELDS.len());
+    for (f, slots) in FIELDS.iter().zip(&schema.field_slots) {
+        values.push(ctx.field(f.kind, slots, info)?);
+    }
+    debug_assert_eq!(FIELDS[SERIES].name, "series");
+    if values[SERIES].as_str().is_empty() {
+        let (reason, message) = if info.media_sop_class == MEDIA_STORAGE_DIRECTORY {
+            ("dicomdir", "a DICOMDIR (media storage directory), not an instance".to_owned())
+        } else {
+            ("no_series_uid", "DICOM object without SeriesInstanceUID".to_owned())
+        };
+        return Ok(Outcome::Skipped { reason, message });
+    }
+    let mut extras = Vec::with_capacity(schema.extras.len());
+    for (e, &slot) in schema.extras.iter().zip(&schema.extra_slots) {
+        extras.push(ctx.extra(slot, e.vr, e.multi)?);
+    }
+    Ok(Outcome::Indexed(Record { values, extras, warnings: ctx.warnings }))
+}

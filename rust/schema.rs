@@ -1,0 +1,106 @@
+//! What to collect from a file: the tag paths of the field table (and any
+//! extra top-level tags a user asked for) folded into a tree that the
+//! element stream consults at every element, plus the slots values land in.
+
+use crate::fields::{Tag, FIELDS, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
+
+/// The wanted tags of one data set (the top level, or the first item of a
+/// wanted sequence), sorted, so that the stream can stop once past them.
+#[derive(Debug, Default)]
+pub struct Node {
+    entries: Vec<(Tag, Entry)>,
+}
+
+#[derive(Debug)]
+pub enum Entry {
+    /// A value to keep, in this slot.
+    Leaf(usize),
+    /// A sequence whose first item holds wanted values.
+    Seq(Node),
+}
+
+impl Node {
+    pub fn get(&self, tag: Tag) -> Option<&Entry> {
+        self.entries.binary_search_by_key(&tag, |e| e.0).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The last wanted tag here: nothing after it matters.
+    pub fn max_tag(&self) -> Tag {
+        self.entries.last().map_or(0, |e| e.0)
+    }
+
+    fn insert(&mut self, path: &[Tag], slot: usize) -> Result<(), String> {
+        let (&first, rest) = path.split_first().ok_or("empty tag path")?;
+        let at = match self.entries.binary_search_by_key(&first, |e| e.0) {
+            Ok(i) => i,
+            Err(i) => {
+                let entry = if rest.is_empty() { Entry::Leaf(slot) } else { Entry::Seq(Node::default()) };
+                self.entries.insert(i, (first, entry));
+                i
+            }
+        };
+        match (&mut self.entries[at].1, rest.is_empty()) {
+            (Entry::Seq(node), false) => node.insert(rest, slot),
+            (Entry::Leaf(s), true) if *s == slot => Ok(()),
+            _ => Err(format!("({:04X},{:04X}) is wanted both as a value and as a sequence", first >> 16, first & 0xFFFF)),
+        }
+    }
+}
+
+/// A top-level tag the user asked for beyond the dictionary (`--tags`).
+#[derive(Clone, Debug)]
+pub struct Extra {
+    pub name: String,
+    pub tag: Tag,
+    /// The VR from the DICOM dictionary: how to type the value.
+    pub vr: [u8; 2],
+    /// True when the dictionary allows several values (VM other than 1).
+    pub multi: bool,
+}
+
+#[derive(Debug)]
+pub struct Schema {
+    pub root: Node,
+    pub slots: usize,
+    pub charset_slot: usize,
+    /// For each field of `FIELDS`, the slots of its sources in order.
+    pub field_slots: Vec<Vec<usize>>,
+    pub extras: Vec<Extra>,
+    /// The slot of each extra, in order.
+    pub extra_slots: Vec<usize>,
+    /// The dictionary VR of each slot: what an implicit VR file means.
+    pub slot_vr: Vec<[u8; 2]>,
+}
+
+impl Schema {
+    pub fn new(extras: Vec<Extra>) -> Result<Schema, String> {
+        let mut paths: Vec<(Vec<Tag>, [u8; 2])> = Vec::new();
+        let mut slot_of = |p: &[Tag], vr: [u8; 2]| -> usize {
+            match paths.iter().position(|q| q.0 == p) {
+                Some(i) => i,
+                None => {
+                    paths.push((p.to_vec(), vr));
+                    paths.len() - 1
+                }
+            }
+        };
+        let charset_slot = slot_of(&[SPECIFIC_CHARACTER_SET], *b"CS");
+        let field_slots: Vec<Vec<usize>> = FIELDS
+            .iter()
+            .map(|f| f.sources.iter().map(|p| slot_of(p, f.kind.vr())).collect())
+            .collect();
+        let mut extra_slots = Vec::with_capacity(extras.len());
+        for e in &extras {
+            if e.tag >= PIXEL_DATA || e.tag >> 16 == 0x0002 || e.tag >> 16 == 0xFFFE {
+                return Err(format!("{}: only data set tags before the pixel data can be read", e.name));
+            }
+            extra_slots.push(slot_of(&[e.tag], e.vr));
+        }
+        let mut root = Node::default();
+        for (slot, (p, _)) in paths.iter().enumerate() {
+            root.insert(p, slot)?;
+        }
+        let slot_vr = paths.iter().map(|p| p.1).collect();
+        Ok(Schema { root, slots: paths.len(), charset_slot, field_slots, extras, extra_slots, slot_vr })
+    }
+}

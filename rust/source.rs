@@ -1,0 +1,192 @@
+//! A forward-only byte source over a file, a buffer or an inflated stream.
+//!
+//! The reader asks for a few bytes at a time (a tag, a length) and skips most
+//! values. Reading the file in chunks keeps the common header in one `read`,
+//! and skipping by seeking means a 60 KB private block costs no read at all.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use crate::error::{Error, Result};
+
+/// The first read. Most headers fit; a larger one costs one more read.
+pub const FIRST_READ: usize = 16 * 1024;
+/// Later reads, when the header goes on past the first chunk.
+const NEXT_READ: usize = 64 * 1024;
+
+/// Where bytes come from, and how to pass over bytes nobody needs.
+pub trait Input {
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Pass over `n` bytes; returns how many were really there.
+    fn skip(&mut self, n: u64) -> io::Result<u64>;
+}
+
+/// A regular file: skipping is a seek, bounded by the size seen at open so
+/// that a value running past the end is noticed as truncation.
+pub struct FileInput {
+    file: File,
+    pos: u64,
+    len: u64,
+}
+
+impl FileInput {
+    pub fn new(file: File, len: u64) -> Self {
+        FileInput { file, pos: 0, len }
+    }
+}
+
+impl Input for FileInput {
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.file.read(buf) {
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        let n = n.min(self.len.saturating_sub(self.pos));
+        if n > 0 {
+            self.file.seek(SeekFrom::Current(n as i64))?;
+            self.pos += n;
+        }
+        Ok(n)
+    }
+}
+
+/// Anything readable; skipping reads and discards (memory, inflated data).
+pub struct StreamInput<R: Read>(pub R);
+
+impl<R: Read> Input for StreamInput<R> {
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        io::copy(&mut (&mut self.0).take(n), &mut io::sink())
+    }
+}
+
+/// Buffered view of an `Input` with an absolute position.
+pub struct Source<'a> {
+    input: Box<dyn Input + 'a>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(input: Box<dyn Input + 'a>) -> Self {
+        Source { input, buf: Vec::new(), start: 0, end: 0, offset: 0, eof: false }
+    }
+
+    pub fn from_slice(bytes: &'a [u8]) -> Self {
+        Source::new(Box::new(StreamInput(bytes)))
+    }
+
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// Make `n` bytes available (fewer only at the end of the stream).
+    fn fill(&mut self, n: usize) -> Result<usize> {
+        while self.end - self.start < n && !self.eof {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let want = if self.buf.is_empty() { FIRST_READ } else { NEXT_READ };
+            let target = (self.end + want).max(n);
+            if self.buf.len() < target {
+                self.buf.resize(target, 0);
+            }
+            let got = self.input.read_some(&mut self.buf[self.end..])?;
+            if got == 0 {
+                self.eof = true;
+            }
+            self.end += got;
+        }
+        Ok(self.end - self.start)
+    }
+
+    /// Look at the next `n` bytes without consuming them; None at the end.
+    pub fn peek(&mut self, n: usize) -> Result<Option<&[u8]>> {
+        if self.fill(n)? < n {
+            return Ok(None);
+        }
+        Ok(Some(&self.buf[self.start..self.start + n]))
+    }
+
+    /// True when nothing at all is left.
+    pub fn at_end(&mut self) -> Result<bool> {
+        Ok(self.fill(1)? == 0)
+    }
+
+    /// Consume exactly `n` bytes (n is small: a tag, a length, a wanted value
+    /// already checked against a cap by the caller).
+    pub fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.fill(n)? < n {
+            return Err(Error::Truncated(self.offset + (self.end - self.start) as u64));
+        }
+        let s = self.start;
+        self.start += n;
+        self.offset += n as u64;
+        Ok(&self.buf[s..s + n])
+    }
+
+    pub fn take_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// Pass over `n` bytes without reading them when the input can seek.
+    pub fn skip(&mut self, n: u64) -> Result<()> {
+        let buffered = (self.end - self.start) as u64;
+        if n <= buffered {
+            self.start += n as usize;
+            self.offset += n;
+            return Ok(());
+        }
+        let rest = n - buffered;
+        self.start = 0;
+        self.end = 0;
+        self.offset += buffered;
+        let skipped = self.input.skip(rest)?;
+        self.offset += skipped;
+        if skipped < rest {
+            self.eof = true;
+            return Err(Error::Truncated(self.offset));
+        }
+        Ok(())
+    }
+
+    /// Hand over what is left (buffered bytes first) as a plain reader, for
+    /// a deflated data set that continues after the meta group.
+    pub fn into_reader(self) -> impl Read + 'a {
+        let Source { input, buf, start, end, .. } = self;
+        io::Cursor::new(buf[start..end].to_vec()).chain(InputReader(input))
+    }
+}
+
+struct InputReader<'a>(Box<dyn Input + 'a>);
+
+impl Read for InputReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_some(buf)
+    }
+}
