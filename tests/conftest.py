@@ -1,0 +1,22 @@
+import json
+import warnings
+from importlib import resources
+
+import jsonschema
+import pytest
+
+# pydicom, the oracle, warns about every odd value it meets; the tests
+# compare values, they do not need the noise.
+warnings.filterwarnings("ignore", module="pydicom")
+
+
+@pytest.fixture(scope="session")
+def record_schema():
+    """Validators of the JSON Schema shipped in the package, per level."""
+    schema = json.loads(resources.files("fastindex").joinpath("record.schema.json").read_text())
+
+    def validator(level: str):
+        sub = dict(schema["$defs"][level])
+        return jsonschema.Draft202012Validator(sub)
+
+    return validator

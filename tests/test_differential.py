@@ -1,0 +1,108 @@
+"""The backbone: for every real file, the Rust path and the pydicom path
+give the same per-file record, or the same reason for giving none."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+import fastindex
+from corpora import CHARSET_FILES, all_files
+from fastindex import NotIndexed
+
+FILES = all_files()
+
+
+def _read(path, engine):
+    try:
+        return fastindex.read_header(path, engine=engine), None
+    except NotIndexed as e:
+        return None, e.reason
+
+
+def test_corpora_are_there():
+    # A missing corpus would make every parametrized test below vacuous.
+    assert len(FILES) > 150
+    assert any(p.name == "CT_small.dcm" for p in FILES)
+    assert any("highdicom" in p.parts for p in FILES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_rust_and_pydicom_agree(path, record_schema):
+    rust, rust_reason = _read(path, "rust")
+    oracle, oracle_reason = _read(path, "pydicom")
+    if rust is not None:
+        assert oracle_reason is None, f"pydicom gives no record ({oracle_reason}) where Rust does"
+        for key in oracle:
+            assert rust[key] == oracle[key], key
+        assert list(rust) == list(oracle)
+        record_schema("instance").validate(rust)
+    elif rust_reason in ("no_series_uid", "dicomdir"):
+        assert oracle_reason == rust_reason
+    elif rust_reason == "not_dicom":
+        # pydicom with force=True "reads" anything; it must at least not
+        # find an instance where the fast path found no DICOM.
+        assert oracle is None
+    elif rust_reason == "unsupported":
+        # Declined on purpose: the default engine reads it with pydicom.
+        assert fastindex.read_header(path) == oracle
+    else:
+        # Damaged files: the fast path must say why; listed, not dropped.
+        assert rust_reason in ("truncated", "malformed"), rust_reason
+
+
+def test_fast_path_reads_nearly_everything():
+    """The fallback is for the exotic: on these corpora the Rust reader
+    itself must index every file pydicom indexes, but for a handful."""
+    declined = []
+    for path in FILES:
+        rust, reason = _read(path, "rust")
+        if rust is None and reason in ("unsupported", "malformed", "truncated"):
+            declined.append((path.name, reason))
+    assert len(declined) <= 10, declined
+
+
+def _with_text_fields(src, dst):
+    """The charset file with its (non-ASCII) PatientName copied into the
+    text fields the record reads, encoded by pydicom in the file's own
+    character set, and a series UID so that it is an instance."""
+    ds = pydicom.dcmread(src)
+    name = str(ds.get("PatientName", "")) or "none"
+    ds.PatientID = name[:64]
+    ds.StudyDescription = name[:64]
+    ds.SeriesDescription = name[:64]
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[src.name])
+    ds.save_as(dst)
+    return name
+
+
+CHARSET_DCM = sorted(p for p in CHARSET_FILES.iterdir() if p.suffix == ".dcm")
+
+
+def test_charset_corpus_is_there():
+    assert len(CHARSET_DCM) >= 15
+
+
+@pytest.mark.parametrize("src", CHARSET_DCM, ids=lambda p: p.name)
+def test_text_decodes_like_pydicom(src, tmp_path):
+    dst = tmp_path / src.name
+    _with_text_fields(src, dst)
+    oracle = fastindex.read_header(dst, engine="pydicom")
+    assert fastindex.read_header(dst) == oracle
+    rust, reason = _read(dst, "rust")
+    if rust is not None:
+        assert rust == oracle
+    else:
+        # Only what encoding_rs cannot do exactly is handed to pydicom.
+        assert reason == "unsupported"
+        charset = pydicom.dcmread(dst).SpecificCharacterSet
+        assert "2022" in str(charset), charset
+
+
+def test_most_charsets_take_the_fast_path(tmp_path):
+    fast = 0
+    for src in CHARSET_DCM:
+        _with_text_fields(src, tmp_path / src.name)
+        fast += _read(tmp_path / src.name, "rust")[0] is not None
+    assert fast >= len(CHARSET_DCM) // 2, fast
