@@ -21,3 +21,6 @@ pub mod walk;
 
 #[cfg(feature = "python")]
 mod py;
+
+#[cfg(test)]
+mod tests;

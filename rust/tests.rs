@@ -1,0 +1,358 @@
+//! The reader on hand-built byte strings: each syntax, undefined lengths,
+//! nesting, early stop, truncation and damage.
+
+use std::io::Write;
+
+use crate::error::Error;
+use crate::fields::index_of;
+use crate::reader::read_bytes;
+use crate::record::{Outcome, Record, Value};
+use crate::schema::Schema;
+use crate::stream::{Collected, Encoding, MAX_DEPTH};
+
+const UNDEF: u32 = 0xFFFF_FFFF;
+
+/// A data set writer for one encoding.
+struct W {
+    enc: Encoding,
+    buf: Vec<u8>,
+}
+
+impl W {
+    fn new(enc: Encoding) -> W {
+        W { enc, buf: Vec::new() }
+    }
+
+    fn u16(&mut self, v: u16) {
+        let b = if self.enc.little { v.to_le_bytes() } else { v.to_be_bytes() };
+        self.buf.extend_from_slice(&b);
+    }
+
+    fn u32(&mut self, v: u32) {
+        let b = if self.enc.little { v.to_le_bytes() } else { v.to_be_bytes() };
+        self.buf.extend_from_slice(&b);
+    }
+
+    fn head(&mut self, tag: u32, vr: &[u8; 2], len: u32) -> &mut Self {
+        self.u16((tag >> 16) as u16);
+        self.u16(tag as u16);
+        if self.enc.explicit {
+            self.buf.extend_from_slice(vr);
+            if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+                self.u16(0);
+                self.u32(len);
+            } else {
+                self.u16(len as u16);
+            }
+        } else {
+            self.u32(len);
+        }
+        self
+    }
+
+    fn el(&mut self, tag: u32, vr: &[u8; 2], value: &str) -> &mut Self {
+        let mut v = value.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(if vr == b"UI" { 0 } else { b' ' });
+        }
+        self.head(tag, vr, v.len() as u32);
+        self.buf.extend_from_slice(&v);
+        self
+    }
+
+    fn item(&mut self, len: u32) -> &mut Self {
+        self.u16(0xFFFE);
+        self.u16(0xE000);
+        self.u32(len);
+        self
+    }
+
+    fn delim(&mut self, e: u16) -> &mut Self {
+        self.u16(0xFFFE);
+        self.u16(e);
+        self.u32(0);
+        self
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+}
+
+const fn t(g: u16, e: u16) -> u32 {
+    ((g as u32) << 16) | e as u32
+}
+
+fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = W::new(Encoding::EXPLICIT_LE);
+    m.el(t(0x0002, 0x0002), b"UI", "1.2.840.10008.5.1.4.1.1.2");
+    m.el(t(0x0002, 0x0010), b"UI", ts);
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    let mut g = W::new(Encoding::EXPLICIT_LE);
+    g.head(t(0x0002, 0x0000), b"UL", 4).u32(m.buf.len() as u32);
+    out.extend_from_slice(&g.buf);
+    out.extend_from_slice(&m.buf);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A CT-ish data set with one wanted sequence of two items.
+fn ct(enc: Encoding) -> Vec<u8> {
+    let mut w = W::new(enc);
+    w.el(t(0x0008, 0x0005), b"CS", "ISO_IR 100")
+        .el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.2")
+        .el(t(0x0008, 0x0018), b"UI", "1.2.3.4.5")
+        .el(t(0x0008, 0x0060), b"CS", "CT")
+        .el(t(0x0008, 0x103E), b"LO", "Thorax ");
+    // ReferencedImageSequence, undefined length, two undefined-length items.
+    w.head(t(0x0008, 0x1140), b"SQ", UNDEF).item(UNDEF);
+    w.el(t(0x0008, 0x1150), b"UI", "1.2.840.10008.5.1.4.1.1.2").el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    w.delim(0xE00D).item(UNDEF).el(t(0x0008, 0x1155), b"UI", "second.item").delim(0xE00D).delim(0xE0DD);
+    w.el(t(0x0010, 0x0020), b"LO", "PAT\u{e9}1")
+        .el(t(0x0020, 0x000D), b"UI", "1.2.3")
+        .el(t(0x0020, 0x000E), b"UI", "1.2.3.4")
+        .el(t(0x0020, 0x0012), b"IS", "2")
+        .el(t(0x0020, 0x0037), b"DS", "1\\0\\0\\0\\1\\0")
+        .el(t(0x0020, 0x0052), b"UI", "1.2.3.9");
+    w.buf
+}
+
+fn read(bytes: &[u8]) -> Result<Record, String> {
+    let schema = Schema::new(Vec::new()).map_err(|e| e.to_string())?;
+    match read_bytes(&schema, bytes, &mut Collected::default()) {
+        Ok(Outcome::Indexed(r)) => Ok(r),
+        Ok(Outcome::Skipped { reason, .. }) => Err(reason.to_string()),
+        Err(e) => Err(format!("{}: {}", e.reason(), e)),
+    }
+}
+
+fn field<'r>(r: &'r Record, name: &str) -> &'r Value {
+    &r.values[index_of(name).expect("known field")]
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.to_string())
+}
+
+fn check_ct(r: &Record, ts: &str) {
+    assert_eq!(field(r, "series"), &s("1.2.3.4"));
+    assert_eq!(field(r, "series_description"), &s("Thorax"));
+    assert_eq!(field(r, "modality"), &s("CT"));
+    assert_eq!(field(r, "subseries"), &s("2"));
+    assert_eq!(field(r, "reference_ct"), &s("9.8.7"));
+    assert_eq!(field(r, "reference_frame"), &s("1.2.3.9"));
+    assert_eq!(field(r, "orientation"), &Value::Nums(Some(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0])));
+    assert_eq!(field(r, "transfer_syntax"), &s(ts));
+}
+
+#[test]
+fn explicit_little_endian() {
+    let r = read(&part10("1.2.840.10008.1.2.1", &ct(Encoding::EXPLICIT_LE))).unwrap();
+    check_ct(&r, "1.2.840.10008.1.2.1");
+}
+
+#[test]
+fn implicit_little_endian() {
+    let r = read(&part10("1.2.840.10008.1.2", &ct(Encoding::IMPLICIT_LE))).unwrap();
+    check_ct(&r, "1.2.840.10008.1.2");
+}
+
+#[test]
+fn explicit_big_endian() {
+    let r = read(&part10("1.2.840.10008.1.2.2", &ct(Encoding::EXPLICIT_BE))).unwrap();
+    check_ct(&r, "1.2.840.10008.1.2.2");
+}
+
+#[test]
+fn deflated() {
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&ct(Encoding::EXPLICIT_LE)).unwrap();
+    let r = read(&part10("1.2.840.10008.1.2.1.99", &z.finish().unwrap())).unwrap();
+    check_ct(&r, "1.2.840.10008.1.2.1.99");
+}
+
+#[test]
+fn encapsulated_syntax_reads_header_as_explicit_le() {
+    let r = read(&part10("1.2.840.10008.1.2.4.80", &ct(Encoding::EXPLICIT_LE))).unwrap();
+    check_ct(&r, "1.2.840.10008.1.2.4.80");
+}
+
+#[test]
+fn bare_data_sets_without_preamble_or_meta() {
+    check_ct(&read(&ct(Encoding::IMPLICIT_LE)).unwrap(), "1.2.840.10008.1.2");
+    check_ct(&read(&ct(Encoding::EXPLICIT_LE)).unwrap(), "1.2.840.10008.1.2.1");
+    check_ct(&read(&ct(Encoding::EXPLICIT_BE)).unwrap(), "1.2.840.10008.1.2.2");
+}
+
+#[test]
+fn latin1_text_is_decoded() {
+    // "PAT\u{e9}1" was written as UTF-8 bytes; read as ISO_IR 100 it is
+    // the two latin-1 characters of those bytes, as pydicom reads them.
+    let r = read(&ct(Encoding::EXPLICIT_LE)).unwrap();
+    assert_eq!(field(&r, "patient_ID"), &s("PAT\u{c3}\u{a9}1"));
+}
+
+#[test]
+fn stops_before_what_cannot_be_wanted() {
+    let mut body = ct(Encoding::EXPLICIT_LE);
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    // Pixel data claiming far more bytes than there are, then garbage.
+    w.head(t(0x7FE0, 0x0010), b"OW", 0x7FFF_FFF0).raw(b"garbage that is never read");
+    body.extend_from_slice(&w.buf);
+    check_ct(&read(&body).unwrap(), "1.2.840.10008.1.2.1");
+}
+
+#[test]
+fn skips_unwanted_values_and_sequences() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    // An unwanted private sequence of undefined length holding encapsulated
+    // data of undefined length, and a large OB value.
+    w.head(t(0x0009, 0x1010), b"SQ", UNDEF).item(UNDEF);
+    w.head(t(0x0009, 0x0010), b"OB", UNDEF).item(4).raw(&[1, 2, 3, 4]).delim(0xE0DD);
+    w.delim(0xE00D).delim(0xE0DD);
+    w.head(t(0x0019, 0x1010), b"OB", 40_000).raw(&vec![0xAB; 40_000]);
+    w.el(t(0x0020, 0x000E), b"UI", "5.6");
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "series"), &s("5.6"));
+    assert_eq!(field(&r, "instance_uid"), &s("1.2"));
+}
+
+#[test]
+fn rtstruct_reference_chain_in_defined_length_items() {
+    // (3006,0010)[0] > (3006,0012)[0] > (3006,0014)[0] > (0020,000E),
+    // all with defined lengths, built inside out.
+    let leaf = {
+        let mut w = W::new(Encoding::IMPLICIT_LE);
+        w.el(t(0x0020, 0x000E), b"UI", "ct.series");
+        w.buf
+    };
+    let wrap = |tag: u32, inner: &[u8], before: &[u8]| {
+        let mut item = before.to_vec();
+        let mut w = W::new(Encoding::IMPLICIT_LE);
+        w.head(tag, b"SQ", inner.len() as u32 + 8).item(inner.len() as u32).raw(inner);
+        item.extend_from_slice(&w.buf);
+        item
+    };
+    let series = wrap(t(0x3006, 0x0014), &leaf, &[]);
+    let study = wrap(t(0x3006, 0x0012), &series, &[]);
+    let mut frame = W::new(Encoding::IMPLICIT_LE);
+    frame.el(t(0x0020, 0x0052), b"UI", "frame.uid");
+    let top = wrap(t(0x3006, 0x0010), &study, &frame.buf);
+    let mut w = W::new(Encoding::IMPLICIT_LE);
+    w.el(t(0x0008, 0x0060), b"CS", "RTSTRUCT").el(t(0x0020, 0x000E), b"UI", "rs.series").raw(&top);
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("ct.series"));
+    assert_eq!(field(&r, "reference_frame"), &s("frame.uid"));
+}
+
+#[test]
+fn un_sequence_of_undefined_length_is_implicit_le() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0060), b"CS", "SEG");
+    w.head(t(0x0008, 0x1115), b"UN", UNDEF).item(UNDEF);
+    let mut inner = W::new(Encoding::IMPLICIT_LE);
+    inner.el(t(0x0020, 0x000E), b"UI", "seg.ref");
+    w.raw(&inner.buf).delim(0xE00D).delim(0xE0DD);
+    w.el(t(0x0020, 0x000E), b"UI", "seg.series");
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("seg.ref"));
+}
+
+#[test]
+fn truncation_is_an_error_not_a_record() {
+    let full = part10("1.2.840.10008.1.2.1", &ct(Encoding::EXPLICIT_LE));
+    for cut in [150, 200, 300, full.len() - 5] {
+        let err = read(&full[..cut]).unwrap_err();
+        assert!(err.starts_with("truncated"), "cut at {cut}: {err}");
+    }
+    // Cut inside the preamble: nothing says it is DICOM.
+    assert!(read(&full[..100]).unwrap_err().starts_with("not_dicom"));
+}
+
+#[test]
+fn huge_declared_lengths_are_not_trusted() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    w.head(t(0x0008, 0x0018), b"UI", 0xFFFE).raw(b"1.2");
+    assert!(read(&w.buf).unwrap_err().starts_with("truncated"));
+    let mut w = W::new(Encoding::IMPLICIT_LE);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    w.head(t(0x0008, 0x0018), b"UI", 0xF000_0000).raw(b"1.2");
+    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
+    let mut w = W::new(Encoding::IMPLICIT_LE);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    w.head(t(0x0009, 0x0010), b"OB", 0xF000_0000).raw(b"1.2");
+    assert!(read(&w.buf).unwrap_err().starts_with("truncated"));
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    for _ in 0..MAX_DEPTH + 5 {
+        w.head(t(0x0009, 0x1010), b"SQ", UNDEF).item(UNDEF);
+    }
+    let err = read(&w.buf).unwrap_err();
+    assert!(err.starts_with("malformed") && err.contains("nested"), "{err}");
+}
+
+#[test]
+fn zeros_after_a_header_are_refused_quickly() {
+    let mut body = ct(Encoding::IMPLICIT_LE);
+    body.truncate(40);
+    body.extend_from_slice(&vec![0u8; 1 << 20]);
+    let err = read(&part10("1.2.840.10008.1.2", &body)).unwrap_err();
+    assert!(err.starts_with("malformed") || err.starts_with("truncated"), "{err}");
+}
+
+#[test]
+fn many_empty_items_end() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    w.head(t(0x0008, 0x1140), b"SQ", UNDEF);
+    for _ in 0..10_000 {
+        w.item(0);
+    }
+    w.delim(0xE0DD).el(t(0x0020, 0x000E), b"UI", "3.4");
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s(""));
+    assert_eq!(field(&r, "series"), &s("3.4"));
+}
+
+#[test]
+fn bad_numbers_are_null_with_a_warning() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0060), b"CS", "MR").el(t(0x0018, 0x0080), b"DS", "3000").el(t(0x0018, 0x0081), b"DS", "abc").el(t(0x0020, 0x000E), b"UI", "1");
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "MR_repetition_time"), &Value::Num(Some(3000.0)));
+    assert_eq!(field(&r, "MR_echo_time"), &Value::Num(None));
+    assert_eq!(r.warnings, 1);
+}
+
+#[test]
+fn objects_without_series_are_skipped_and_junk_is_not_dicom() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    assert_eq!(read(&w.buf).unwrap_err(), "no_series_uid");
+    assert!(read(b"hello, world\n").unwrap_err().starts_with("not_dicom"));
+    assert!(read(b"").unwrap_err().starts_with("not_dicom"));
+    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    assert!(read(&junk).unwrap_err().starts_with("not_dicom"));
+}
+
+#[test]
+fn iso_2022_text_is_declined() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0005), b"CS", "\\ISO 2022 IR 87").el(t(0x0008, 0x103E), b"LO", "\u{1b}$B;3ED\u{1b}(B");
+    w.el(t(0x0020, 0x000E), b"UI", "1");
+    assert!(read(&w.buf).unwrap_err().starts_with("unsupported"));
+}
+
+#[test]
+fn errors_carry_their_reason() {
+    assert_eq!(Error::Truncated(3).reason(), "truncated");
+    assert_eq!(Error::NotDicom.reason(), "not_dicom");
+}
