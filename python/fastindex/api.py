@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Literal
 
 import anyio
 
-from . import _native, fallback
+from . import _native
 from .outcomes import FALLBACK_REASONS, NotIndexed
 from .pipeline import Options, roots, run
 from .tags import resolve
@@ -76,6 +76,8 @@ def read_header(
     engine="rust" uses only the fast path, "pydicom" only pydicom, "auto"
     the fast path with pydicom for what it declines (as the CLI does).
     """
+    from . import fallback
+
     extras = resolve(tags or ())
     [(p, display)] = roots([path], relative_to)
     if engine == "pydicom":

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import anyio
 import anyio.to_thread
 
-from . import _native, fallback
+from . import _native
 from .outcomes import FALLBACK_REASONS, NotIndexed, Summary
 
 @dataclass
@@ -74,6 +74,8 @@ async def run(
                 aggregator.add_dict(d, d["file_path"])
 
     async def fall_back(path: str, display: str, reason: str, message: str) -> None:
+        from . import fallback  # pydicom is a quarter second to import: only when needed
+
         try:
             rec, warnings = await anyio.to_thread.run_sync(fallback.read_record, path, display, options.extras, limiter=limiter)
         except NotIndexed as e:

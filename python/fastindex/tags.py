@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
-
 _TAG = re.compile(r"\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?")
 
 
 def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
     """(name, tag, vr, multi) for each keyword or tag; ValueError if unknown."""
+    specs = [s for s in specs if s.strip()]
+    if not specs:
+        return []
+    from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
+
     out = []
     for spec in specs:
         spec = spec.strip()
