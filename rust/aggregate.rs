@@ -1,9 +1,10 @@
 //! Per-file records folded into subseries: distinct SOP Instance UIDs
 //! counted by hash (a fixed 8 bytes per file, not its strings), the file
-//! with the smallest path kept as the representative.
+//! with the smallest path kept as the representative, and each file's SOP
+//! Instance UID hash mapped to its series so that references resolve.
 
 use std::collections::hash_map::{DefaultHasher, Entry as MapEntry};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
@@ -32,8 +33,27 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     /// Files whose SOP Instance UID was already seen in their subseries.
     pub duplicates: u64,
-    key_fields: [usize; 4],
-    sop_field: usize,
+    /// SOP Instance UID hash → index of its series in `series`.
+    sop_series: HashMap<u64, u32>,
+    series_index: HashMap<String, u32>,
+    series: Vec<String>,
+    fields: FieldIndex,
+}
+
+/// Where the fields the aggregator reads sit in the table.
+struct FieldIndex {
+    key: [usize; 4],
+    sop: usize,
+    modality: usize,
+    frame: usize,
+    refs: [usize; 3],
+}
+
+/// The references of one subseries resolved to series of the index.
+#[derive(Default)]
+pub struct Links {
+    pub series: Vec<String>,
+    pub modalities: Vec<String>,
 }
 
 impl Default for Aggregator {
@@ -42,8 +62,16 @@ impl Default for Aggregator {
         Aggregator {
             groups: HashMap::new(),
             duplicates: 0,
-            key_fields: [f("patient_ID"), f("study"), f("series"), f("subseries")],
-            sop_field: f("instance_uid"),
+            sop_series: HashMap::new(),
+            series_index: HashMap::new(),
+            series: Vec::new(),
+            fields: FieldIndex {
+                key: [f("patient_ID"), f("study"), f("series"), f("subseries")],
+                sop: f("instance_uid"),
+                modality: f("modality"),
+                frame: f("reference_frame"),
+                refs: [f("reference_ct"), f("reference_rs"), f("reference_pl")],
+            },
         }
     }
 }
@@ -59,10 +87,18 @@ fn sop_hash(uid: &str) -> u64 {
 
 impl Aggregator {
     pub fn add(&mut self, record: Record, path: OsString) {
-        let [p, st, se, sub] = self.key_fields;
+        let [p, st, se, sub] = self.fields.key;
         let key = (record.get(p).to_owned(), record.get(st).to_owned(), record.get(se).to_owned(), record.get(sub).to_owned());
-        let sop = record.get(self.sop_field);
+        let sop = record.get(self.fields.sop);
         let hashed = (!sop.is_empty()).then(|| sop_hash(sop));
+        if let Some(h) = hashed {
+            let next = self.series.len() as u32;
+            let id = *self.series_index.entry(key.2.clone()).or_insert(next);
+            if id == next {
+                self.series.push(key.2.clone());
+            }
+            self.sop_series.insert(h, id);
+        }
         match self.groups.entry(key) {
             MapEntry::Vacant(v) => {
                 let mut sops = HashSet::new();
@@ -93,11 +129,62 @@ impl Aggregator {
         }
     }
 
-    /// The subseries in the dictionary's order.
-    pub fn sorted(&self) -> Vec<(&Key, &Group)> {
-        let mut v: Vec<_> = self.groups.iter().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v
+    /// The subseries in the dictionary's order, each with its references
+    /// resolved, and the number of references that resolve to nothing in
+    /// the index (they point outside the archive).
+    pub fn sorted(&self) -> (Vec<(&Key, &Group, Links)>, u64) {
+        let f = &self.fields;
+        let mut modality: HashMap<&str, &str> = HashMap::new();
+        // PET and NM without explicit references go with the CT that shares
+        // their frame of reference in the same study.
+        let mut ct_by_frame: HashMap<(&str, &str), BTreeSet<&str>> = HashMap::new();
+        for (key, g) in &self.groups {
+            let m = g.representative.get(f.modality);
+            modality.entry(key.2.as_str()).or_insert(m);
+            let frame = g.representative.get(f.frame);
+            if m == "CT" && !frame.is_empty() {
+                ct_by_frame.entry((key.1.as_str(), frame)).or_default().insert(key.2.as_str());
+            }
+        }
+        let mut unresolved = 0;
+        let mut out: Vec<_> = self
+            .groups
+            .iter()
+            .map(|(key, g)| {
+                let rec = &g.representative;
+                let mut found: BTreeSet<&str> = BTreeSet::new();
+                let raw = f.refs.map(|i| rec.get(i));
+                for (i, r) in raw.iter().enumerate() {
+                    if r.is_empty() {
+                        continue;
+                    }
+                    // reference_ct holds a series UID for RTSTRUCT and SEG.
+                    if i == 0 && modality.contains_key(r) {
+                        found.insert(r);
+                    } else if let Some(&id) = self.sop_series.get(&sop_hash(r)) {
+                        found.insert(&self.series[id as usize]);
+                    } else {
+                        unresolved += 1;
+                    }
+                }
+                let m = rec.get(f.modality);
+                if raw.iter().all(|r| r.is_empty()) && (m == "PT" || m == "NM") {
+                    if let Some(cts) = ct_by_frame.get(&(key.1.as_str(), rec.get(f.frame))) {
+                        found.extend(cts);
+                    }
+                }
+                // A slice that points at another slice of its own series
+                // says nothing about how series relate.
+                found.remove(key.2.as_str());
+                let links = Links {
+                    modalities: found.iter().map(|s| modality.get(s).copied().unwrap_or("").to_owned()).collect(),
+                    series: found.into_iter().map(str::to_owned).collect(),
+                };
+                (key, g, links)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        (out, unresolved)
     }
 
     pub fn len(&self) -> usize {

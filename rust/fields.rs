@@ -35,6 +35,10 @@ pub enum Kind {
     Path,
     /// Transfer syntax of the file, from the meta group or as detected.
     TransferSyntax,
+    /// Series this subseries refers to, resolved over the whole index.
+    ReferenceSeries,
+    /// Modalities of those series, in the same order.
+    ReferenceModality,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Folder => "folder",
             Kind::Path => "path",
             Kind::TransferSyntax => "transfer_syntax",
+            Kind::ReferenceSeries => "reference_series",
+            Kind::ReferenceModality => "reference_modality",
         }
     }
 
@@ -104,7 +110,8 @@ macro_rules! field {
     };
 }
 
-/// The dictionary's 22 fields in order, then the per-file extras.
+/// The dictionary's 22 fields in order, then the extensions, then what
+/// only per-file records carry.
 pub static FIELDS: &[Field] = &[
     field!("patient_ID", Text, Both, [&[tag(0x0010, 0x0020)]]),
     field!("study", Uid, Both, [&[tag(0x0020, 0x000D)]]),
@@ -138,6 +145,9 @@ pub static FIELDS: &[Field] = &[
     field!("MR_scan_sequence", Code, Both, [&[tag(0x0018, 0x0020)]]),
     field!("MR_magnetic_field_strength", Number, Both, [&[tag(0x0018, 0x0087)]]),
     field!("MR_imaged_nucleus", Text, Both, [&[tag(0x0018, 0x0085)]]),
+    // Extensions after the dictionary's 22: references resolved to series.
+    field!("reference_series", ReferenceSeries, Subseries, []),
+    field!("reference_modality", ReferenceModality, Subseries, []),
     field!("sop_class_uid", Uid, Instance, [&[tag(0x0008, 0x0016)]]),
     field!("transfer_syntax", TransferSyntax, Instance, []),
 ];
@@ -156,9 +166,10 @@ mod tests {
     fn dictionary_order_and_count() {
         let subseries: Vec<_> =
             FIELDS.iter().filter(|f| f.scope != Scope::Instance).map(|f| f.name).collect();
-        assert_eq!(subseries.len(), 22);
+        assert_eq!(subseries.len(), 24);
         assert_eq!(subseries[0], "patient_ID");
         assert_eq!(subseries[21], "MR_imaged_nucleus");
+        assert_eq!(subseries[22], "reference_series");
         for name in ["series", "instance_uid", "file_path", "folder", "instances"] {
             assert!(index_of(name).is_some());
         }

@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::aggregate::Aggregator as Core;
+use crate::aggregate::{Aggregator as Core, Links};
 use crate::error::Error;
 use crate::fields::{Kind, Scope, FIELDS};
 use crate::reader;
@@ -211,13 +211,19 @@ fn folder_of(path: &OsStr) -> &OsStr {
     }
 }
 
-/// A record as a dict: per-file when `instances` is None, else subseries.
-fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr, instances: Option<u64>) -> PyResult<Bound<'py, PyDict>> {
+/// What only a subseries record has.
+struct Subseries<'a> {
+    instances: u64,
+    links: &'a Links,
+}
+
+/// A record as a dict: per-file when `sub` is None, else subseries.
+fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr, sub: Option<Subseries<'_>>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (i, f) in FIELDS.iter().enumerate() {
         let skip = match f.scope {
-            Scope::Subseries => instances.is_none(),
-            Scope::Instance => instances.is_some(),
+            Scope::Subseries => sub.is_none(),
+            Scope::Instance => sub.is_some(),
             Scope::Both => false,
         };
         if skip {
@@ -225,7 +231,9 @@ fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr
         }
         let key = schema.names[i].bind(py);
         match f.kind {
-            Kind::Count => d.set_item(key, instances)?,
+            Kind::Count => d.set_item(key, sub.as_ref().map(|s| s.instances))?,
+            Kind::ReferenceSeries => d.set_item(key, sub.as_ref().map(|s| &s.links.series))?,
+            Kind::ReferenceModality => d.set_item(key, sub.as_ref().map(|s| &s.links.modalities))?,
             Kind::Path => d.set_item(key, path)?,
             Kind::Folder => d.set_item(key, folder_of(path))?,
             _ => d.set_item(key, value_py(py, &rec.values[i])?)?,
@@ -265,7 +273,7 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
         let like = match f.kind {
             Kind::Number => Value::Num(None),
             Kind::Numbers => Value::Nums(None),
-            Kind::Count | Kind::Folder | Kind::Path => Value::Computed,
+            Kind::Count | Kind::Folder | Kind::Path | Kind::ReferenceSeries | Kind::ReferenceModality => Value::Computed,
             _ => Value::Str(String::new()),
         };
         values.push(if matches!(like, Value::Computed) { like } else { typed(get(f.name)?, &like)? });
@@ -290,13 +298,15 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
 struct Aggregator {
     inner: Mutex<Core>,
     schema: Py<Schema>,
+    /// References that resolved to nothing, as of the last `dicts()`.
+    unresolved: Mutex<u64>,
 }
 
 #[pymethods]
 impl Aggregator {
     #[new]
     fn new(schema: Py<Schema>) -> Self {
-        Aggregator { inner: Mutex::new(Core::default()), schema }
+        Aggregator { inner: Mutex::new(Core::default()), schema, unresolved: Mutex::new(0) }
     }
 
     /// Fold a batch's records in (they leave the Records object).
@@ -322,6 +332,12 @@ impl Aggregator {
         lock(&self.inner).duplicates
     }
 
+    /// References (reference_ct/rs/pl) that point outside the archive.
+    #[getter]
+    fn unresolved(&self) -> u64 {
+        *lock(&self.unresolved)
+    }
+
     fn __len__(&self) -> usize {
         lock(&self.inner).len()
     }
@@ -330,9 +346,12 @@ impl Aggregator {
     fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let schema = self.schema.get();
         let core = lock(&self.inner);
+        let (groups, unresolved) = core.sorted();
+        *lock(&self.unresolved) = unresolved;
         let out = PyList::empty(py);
-        for (_, g) in core.sorted() {
-            out.append(record_dict(py, schema, &g.representative, &g.path, Some(g.instances()))?)?;
+        for (_, g, links) in &groups {
+            let sub = Subseries { instances: g.instances(), links };
+            out.append(record_dict(py, schema, &g.representative, &g.path, Some(sub))?)?;
         }
         Ok(out)
     }

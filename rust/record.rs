@@ -124,104 +124,118 @@ impl Ctx<'_> {
             }),
             Kind::Numbers => Value::Nums(self.numbers(slots[0])?),
             Kind::TransferSyntax => Value::Str(info.transfer_syntax.clone()),
-            Kind::Count | Kind::Folder | Kind::Path => Value::Computed,
+            Kind::Count | Kind::Folder | Kind::Path | Kind::ReferenceSeries | Kind::ReferenceModality => Value::Computed,
         })
     }
 
-    /// An extra tag, typed by its dictionary VR.
+    /// An extra tag, typed by its dictionary VR: DS, FD, FL as floats; IS,
+    /// US, SS, UL, SL as integers; one value, or a list when the dictionary
+    /// allows several; text otherwise.
     fn extra(&mut self, slot: usize, vr: [u8; 2], multi: bool) -> Result<Value> {
-        let binary = |size: usize| -> Option<Vec<f64>> {
-            let (_, b) = self.out.get(slot)?;
-            let n = b.len() / size;
-            Some(
-                (0..n)
-                    .map(|i| {
-                        let c = &b[i * size..(i + 1) * size];
-                        let le = self.little;
-                        match (&vr, size) {
-                            (b"FD", _) => f64::from_bits(u64_of(c, le)),
-                            (b"FL", _) => f32::from_bits(u32_of(c, le) as u32) as f64,
-                            (b"US", _) => u32_of(c, le) as f64,
-                            (b"SS", _) => u32_of(c, le) as u16 as i16 as f64,
-                            (b"UL", _) => u32_of(c, le) as f64,
-                            (b"SL", _) => u32_of(c, le) as u32 as i32 as f64,
-                            _ => f64::NAN,
-                        }
-                    })
-                    .collect(),
-            )
-        };
-        let one_or_many = |v: Option<Vec<f64>>, warnings: &mut u32| -> Value {
-            if multi {
-                return Value::Nums(v.filter(|v| !v.is_empty()));
-            }
-            match v {
-                Some(v) if v.len() == 1 => Value::Num(Some(v[0])),
-                Some(v) if v.is_empty() => Value::Num(None),
-                Some(_) => {
-                    *warnings += 1;
-                    Value::Num(None)
-                }
-                None => Value::Num(None),
-            }
-        };
         Ok(match &vr {
             b"DS" => {
                 let v = self.numbers(slot)?;
-                one_or_many(v, &mut self.warnings)
+                self.shape_floats(v, multi)
             }
             b"IS" => {
-                let ints = match self.text(slot)? {
-                    None => None,
-                    Some(t) if trim(&t).is_empty() => None,
-                    Some(t) => {
+                let v = match self.text(slot)? {
+                    Some(t) if !trim(&t).is_empty() => {
                         let parsed: Option<Vec<i64>> = trim(&t).split('\\').map(|p| trim(p).parse().ok()).collect();
-                        if parsed.is_none() {
-                            self.warnings += 1;
-                        }
+                        self.warnings += parsed.is_none() as u32;
                         parsed
                     }
+                    _ => None,
                 };
-                if multi {
-                    Value::Ints(ints)
-                } else {
-                    match ints {
-                        Some(v) if v.len() == 1 => Value::Int(Some(v[0])),
-                        Some(_) => {
-                            self.warnings += 1;
-                            Value::Int(None)
-                        }
-                        None => Value::Int(None),
-                    }
-                }
+                self.shape_ints(v, multi)
             }
-            b"FD" => one_or_many(binary(8), &mut self.warnings),
-            b"FL" | b"UL" | b"SL" => one_or_many(binary(4), &mut self.warnings),
-            b"US" | b"SS" => one_or_many(binary(2), &mut self.warnings),
+            b"FD" | b"FL" => {
+                let v: Option<Vec<f64>> = self.binary(slot, &vr).map(|words| {
+                    words.into_iter().map(|w| if &vr == b"FD" { f64::from_bits(w) } else { f32::from_bits(w as u32) as f64 }).collect()
+                });
+                // JSON has no NaN or infinity: such a value does not parse.
+                let v = match v {
+                    Some(v) if v.iter().any(|x| !x.is_finite()) => {
+                        self.warnings += 1;
+                        None
+                    }
+                    other => other,
+                };
+                self.shape_floats(v, multi)
+            }
+            b"US" | b"SS" | b"UL" | b"SL" => {
+                let v = self.binary(slot, &vr).map(|words| {
+                    words
+                        .into_iter()
+                        .map(|w| match &vr {
+                            b"SS" => w as u16 as i16 as i64,
+                            b"SL" => w as u32 as i32 as i64,
+                            _ => w as i64,
+                        })
+                        .collect()
+                });
+                self.shape_ints(v, multi)
+            }
             b"ST" | b"LT" | b"UT" => Value::Str(self.text(slot)?.map(|t| trim(&t).to_owned()).unwrap_or_default()),
+            // Empty trailing component groups of a name mean nothing (and
+            // pydicom drops them).
+            b"PN" => Value::Str(self.first_text(&[slot])?.trim_end_matches('=').to_owned()),
             _ => Value::Str(self.first_text(&[slot])?),
         })
     }
-}
 
-fn u32_of(c: &[u8], le: bool) -> u64 {
-    let v = match c.len() {
-        2 => {
-            let a = [c[0], c[1]];
-            (if le { u16::from_le_bytes(a) } else { u16::from_be_bytes(a) }) as u32
-        }
-        _ => {
-            let a = [c[0], c[1], c[2], c[3]];
-            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
-        }
-    };
-    v as u64
-}
+    /// The raw words of a binary value, in the file's byte order.
+    fn binary(&self, slot: usize, vr: &[u8; 2]) -> Option<Vec<u64>> {
+        let (_, b) = self.out.get(slot)?;
+        let size = match vr {
+            b"FD" => 8,
+            b"FL" | b"UL" | b"SL" => 4,
+            _ => 2,
+        };
+        Some(
+            b.chunks_exact(size)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    if self.little {
+                        a[..size].copy_from_slice(c);
+                        u64::from_le_bytes(a)
+                    } else {
+                        a[8 - size..].copy_from_slice(c);
+                        u64::from_be_bytes(a)
+                    }
+                })
+                .collect(),
+        )
+    }
 
-fn u64_of(c: &[u8], le: bool) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(c);
-    if le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) }
+    fn shape_floats(&mut self, v: Option<Vec<f64>>, multi: bool) -> Value {
+        let v = v.filter(|v| !v.is_empty());
+        if multi {
+            return Value::Nums(v);
+        }
+        Value::Num(match v {
+            Some(v) if v.len() == 1 => Some(v[0]),
+            Some(_) => {
+                self.warnings += 1;
+                None
+            }
+            None => None,
+        })
+    }
+
+    fn shape_ints(&mut self, v: Option<Vec<i64>>, multi: bool) -> Value {
+        let v = v.filter(|v| !v.is_empty());
+        if multi {
+            return Value::Ints(v);
+        }
+        Value::Int(match v {
+            Some(v) if v.len() == 1 => Some(v[0]),
+            Some(_) => {
+                self.warnings += 1;
+                None
+            }
+            None => None,
+        })
+    }
 }
 
 pub const SERIES: usize = 3;

@@ -8,15 +8,25 @@ import pytest
 from pydicom.uid import generate_uid
 
 import fastindex
-from corpora import CHARSET_FILES, all_files
+from corpora import CHARSET_FILES, PYDICOM_FILES, all_files
 from fastindex import NotIndexed
 
 FILES = all_files()
 
 
-def _read(path, engine):
+#: extra tags of many VRs: DS, IS, US, US or SS, FD, CS, PN, DA, AS, LT,
+#: LO; single and multi-valued
+EXTRA_TAGS = [
+    "PixelSpacing", "Rows", "SliceThickness", "ImageType", "KVP", "InstanceNumber",
+    "PatientName", "StudyDate", "SmallestImagePixelValue", "ImagePositionPatient",
+    "WindowCenter", "PatientAge", "ImageComments", "DiffusionBValue", "NumberOfFrames",
+    "Manufacturer", "(0028,0101)",
+]
+
+
+def _read(path, engine, tags=None):
     try:
-        return fastindex.read_header(path, engine=engine), None
+        return fastindex.read_header(path, engine=engine, tags=tags), None
     except NotIndexed as e:
         return None, e.reason
 
@@ -50,6 +60,32 @@ def test_rust_and_pydicom_agree(path, record_schema):
     else:
         # Damaged files: the fast path must say why; listed, not dropped.
         assert rust_reason in ("truncated", "malformed"), rust_reason
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_extra_tags_agree(path):
+    rust, _ = _read(path, "rust", EXTRA_TAGS)
+    if rust is None:
+        return  # covered by test_rust_and_pydicom_agree
+    oracle, reason = _read(path, "pydicom", EXTRA_TAGS)
+    assert reason is None
+    for key in oracle:
+        assert rust[key] == oracle[key], key
+        assert type(rust[key]) is type(oracle[key]), key
+    assert list(rust) == list(oracle)
+
+
+def test_extra_tags_have_their_types():
+    """Typed by VR: numbers as numbers, several values as lists."""
+    ct = fastindex.read_header(PYDICOM_FILES / "CT_small.dcm", tags=EXTRA_TAGS)
+    assert isinstance(ct["Rows"], int) and ct["Rows"] > 0
+    assert isinstance(ct["InstanceNumber"], int)
+    assert isinstance(ct["KVP"], float)
+    assert isinstance(ct["PixelSpacing"], list) and all(isinstance(v, float) for v in ct["PixelSpacing"])
+    assert ct["ImageType"].startswith("ORIGINAL\\")
+    assert isinstance(ct["PatientName"], str) and ct["PatientName"]
+    assert isinstance(ct["BitsStored"], int)
+    assert list(ct)[-len(EXTRA_TAGS):] == [t if not t.startswith("(") else "BitsStored" for t in EXTRA_TAGS]
 
 
 def test_fast_path_reads_nearly_everything():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 
@@ -19,7 +20,7 @@ from . import __version__
 from .outcomes import Summary
 from .pipeline import Options, run
 from .tags import resolve
-from .write import NdjsonWriter
+from .write import FORMATS, NdjsonWriter, Output, columns
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_STRICT = 0, 1, 2, 3
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="parse threads (default: cores)")
     p.add_argument("--level", choices=("subseries", "instance"), default="subseries", help="one line per subseries (sorted) or per file (as read)")
+    p.add_argument("--format", choices=tuple(FORMATS), default="ndjson", help="ndjson (default), csv, or parquet (needs pyarrow)")
     p.add_argument("--relative-to", metavar="DIR", help="base of file_path and folder (default: current directory)")
     p.add_argument("--errors", metavar="FILE", help="NDJSON list of every file not indexed, with its reason")
     p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (loops are detected)")
@@ -49,7 +51,7 @@ def _progress(summary: Summary) -> None:
     sys.stderr.flush()
 
 
-async def _main(args: argparse.Namespace, options: Options, out: NdjsonWriter, errors: NdjsonWriter | None):
+async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None):
     """Run, unless a signal comes first; returns (summary, signal number)."""
     result: list = [None, None]
 
@@ -70,6 +72,7 @@ async def _main(args: argparse.Namespace, options: Options, out: NdjsonWriter, e
         summary, aggregator = await run(args.paths, options, on_records=on_records, on_problem=on_problem)
         if aggregator is not None:
             out.write(aggregator.dicts())
+            summary.unresolved = aggregator.unresolved
         result[0] = summary
         tg.cancel_scope.cancel()
     return result
@@ -78,7 +81,8 @@ async def _main(args: argparse.Namespace, options: Options, out: NdjsonWriter, e
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        extras = resolve(t for t in (args.tags or "").split(",") if t.strip())
+        # Split on commas, but not inside "(gggg,eeee)".
+        extras = resolve(re.findall(r"\([^)]*\)|[^,]+", args.tags or ""))
     except ValueError as e:
         print(f"fastindex: --tags: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -96,24 +100,26 @@ def main(argv: list[str] | None = None) -> int:
         extras=extras,
         progress=_progress if sys.stderr.isatty() else None,
     )
-    writers: list[NdjsonWriter] = []
+    outputs: list[Output] = []
     try:
-        out = NdjsonWriter(args.output)
-        writers.append(out)
-        errors = NdjsonWriter(args.errors) if args.errors else None
-        if errors:
-            writers.append(errors)
+        outputs.append(Output(args.output))
+        out = FORMATS[args.format](outputs[-1], columns(args.level, extras))
+        errors = None
+        if args.errors:
+            outputs.append(Output(args.errors))
+            errors = NdjsonWriter(outputs[-1])
         summary, signum = anyio.run(_main, args, options, out, errors)
         if signum is not None:
-            for w in writers:
-                w.abort()
+            for o in outputs:
+                o.abort()
             print("\nfastindex: interrupted; no partial output file was left", file=sys.stderr)
             return 128 + signum
-        for w in writers:
-            w.commit()
+        out.finish()
+        if errors:
+            errors.finish()
     except OSError as e:
-        for w in writers:
-            w.abort()
+        for o in outputs:
+            o.abort()
         print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
         return EXIT_FATAL
     if options.progress:

@@ -125,7 +125,43 @@ class _Reader:
         return out
 
     def extra(self, tag: int, vr: str, multi: bool) -> Any:
-        raise NotImplementedError("extra tags through pydicom")
+        """An extra tag, typed by its dictionary VR as the Rust reader does."""
+        if vr in ("ST", "LT", "UT"):
+            value = self.value((tag,))
+            return "" if value is None else str(value).lstrip(" ").rstrip(" \0")
+        if vr == "DS":
+            return self._shape(self.numbers(Field("", "numbers", ((tag,),), "both")), multi)
+        if vr == "IS":
+            text = _text(self.value((tag,)))
+            if not text:
+                return self._shape(None, multi)
+            try:
+                values = [int(p.strip(" \0")) for p in text.split("\\")]
+            except ValueError:
+                self.warnings += 1
+                values = None
+            return self._shape(values, multi)
+        if vr in ("FD", "FL", "US", "SS", "UL", "SL"):
+            value = self.value((tag,))
+            if value is None or value == b"" or value == "":
+                return self._shape(None, multi)
+            items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+            cast = float if vr in ("FD", "FL") else int
+            values = [cast(v) for v in items]
+            if cast is float and any(v != v or v in (float("inf"), float("-inf")) for v in values):
+                self.warnings += 1
+                values = None
+            return self._shape(values, multi)
+        return _text(self.value((tag,)))
+
+    def _shape(self, values: list | None, multi: bool) -> Any:
+        values = values or None
+        if multi:
+            return values
+        if values is not None and len(values) != 1:
+            self.warnings += 1
+            return None
+        return values[0] if values else None
 
     def field(self, f: Field, transfer_syntax: str) -> Any:
         if f.kind in ("text", "code", "uid"):

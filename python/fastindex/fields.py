@@ -28,7 +28,10 @@ FIELDS: tuple[Field, ...] = tuple(
     for name, kind, sources, scope in _native.FIELDS
 )
 
-#: the dictionary's 22 fields, in order
+#: the dictionary's 22 fields in order, then the extensions
+#: (reference_series, reference_modality)
 SUBSERIES_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.scope != "instance")
+#: the dictionary's own fields
+DICTIONARY_FIELDS: tuple[str, ...] = SUBSERIES_FIELDS[:22]
 #: what a per-file record holds
 INSTANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.scope != "subseries")

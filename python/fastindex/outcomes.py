@@ -38,6 +38,8 @@ class Summary:
     via_pydicom: int = 0
     warnings: int = 0
     duplicates: int = 0
+    #: references (reference_ct/rs/pl) to instances or series not in the index
+    unresolved: int = 0
     subseries: int = 0
     seconds: float = 0.0
     reasons: Counter = dataclasses.field(default_factory=Counter)
@@ -65,5 +67,6 @@ class Summary:
             f"not DICOM {self.count('not DICOM')}, "
             f"errors {self.errors}{self._detail('errors')}, "
             f"via pydicom {self.via_pydicom}, duplicates {self.duplicates}, "
+            f"unresolved references {self.unresolved}, "
             f"warnings {self.warnings}, {self.seconds:.2f} s, {rate:.0f} files/s"
         )

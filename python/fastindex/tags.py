@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+#: VRs that are not scalar values: sequences, bulk binary, attribute tags
+_NOT_VALUES = {"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT", "SV", "UV"}
+
 _TAG = re.compile(r"\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?")
 
 
@@ -32,8 +35,12 @@ def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
             vr, vm = dictionary_VR(tag), dictionary_VM(tag)
         except KeyError:
             vr, vm = "UN", "1"
-        if vr == "SQ":
-            raise ValueError(f"{spec}: sequences cannot be extra fields (top-level values only)")
+        if vr in _NOT_VALUES:
+            raise ValueError(f"{spec}: VR {vr} holds no value a record can carry (sequences, binary data, tags)")
+        if tag >= 0x7FE00010 or tag >> 16 in (0x0002, 0xFFFE):
+            raise ValueError(f"{spec}: only data set tags before the pixel data can be read")
         vr = vr.split(" or ")[0]
+        if any(name == o[0] for o in out):
+            continue
         out.append((name, tag, vr, vm != "1"))
     return out

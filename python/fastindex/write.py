@@ -1,15 +1,20 @@
-"""NDJSON out: whole lines only, and `-o FILE` appears complete or not at all."""
+"""Records out, as NDJSON (orjson), CSV or Parquet: whole lines only, and
+`-o FILE` appears complete or not at all."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import stat
 import sys
 import tempfile
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Sequence
 
 import orjson
+
+from .fields import FIELDS
 
 
 def dumps(record: dict) -> bytes:
@@ -22,8 +27,8 @@ def dumps(record: dict) -> bytes:
         return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-class NdjsonWriter:
-    """Lines to stdout, or to FILE through a temporary file renamed at the end.
+class Output:
+    """stdout, or FILE through a temporary file renamed at the end.
 
     A target that exists and is not a regular file (a device, a FIFO) is
     written in place: there is nothing to rename over.
@@ -33,43 +38,34 @@ class NdjsonWriter:
         self.path = path
         self._tmp: str | None = None
         if path is None:
-            self._f: BinaryIO = sys.stdout.buffer
+            self.file: BinaryIO = sys.stdout.buffer
             return
         try:
             special = not stat.S_ISREG(os.stat(path).st_mode)
         except FileNotFoundError:
             special = False
         if special:
-            self._f = open(path, "wb")
+            self.file = open(path, "wb")
             return
         folder = os.path.dirname(os.path.abspath(path))
         fd, self._tmp = tempfile.mkstemp(prefix=".fastindex-", suffix=".part", dir=folder)
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        self._f = os.fdopen(fd, "wb")
-
-    def write(self, records: Iterable[dict]) -> None:
-        self._f.write(b"".join(map(dumps, records)))
+        self.file = os.fdopen(fd, "wb")
 
     def commit(self) -> None:
-        self._f.flush()
+        self.file.flush()
         if self.path is None:
             return
-        self._f.close()
+        self.file.close()
         if self._tmp is not None:
             os.replace(self._tmp, self.path)
             self._tmp = None
 
     def abort(self) -> None:
-        if self.path is None:
-            try:
-                self._f.flush()
-            except OSError:
-                pass
-            return
         try:
-            self._f.close()
+            self.file.flush() if self.path is None else self.file.close()
         except OSError:
             pass
         if self._tmp is not None:
@@ -78,3 +74,85 @@ class NdjsonWriter:
             except FileNotFoundError:
                 pass
             self._tmp = None
+
+
+# Column types, by field kind and by the VR of extra tags.
+_KIND_TYPE = {"count": "int", "number": "float", "numbers": "floats", "reference_series": "strings", "reference_modality": "strings"}
+_VR_TYPE = {"IS": "int", "US": "int", "SS": "int", "UL": "int", "SL": "int", "DS": "float", "FD": "float", "FL": "float"}
+
+
+def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tuple[str, str]]:
+    """(name, type) of every column: str, int, float, floats, ints, strings."""
+    out = [(f.name, _KIND_TYPE.get(f.kind, "str")) for f in FIELDS if f.scope in ("both", level)]
+    for name, _, vr, multi in extras:
+        t = _VR_TYPE.get(vr, "str")
+        out.append((name, t + "s" if multi and t != "str" else t))
+    return out
+
+
+class NdjsonWriter:
+    def __init__(self, out: Output, cols: list[tuple[str, str]] | None = None):
+        self.out = out
+
+    def write(self, records: Iterable[dict]) -> None:
+        self.out.file.write(b"".join(map(dumps, records)))
+
+    def finish(self) -> None:
+        self.out.commit()
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        # As DICOM writes several values: joined by backslashes.
+        return "\\".join(_cell(x) for x in v)
+    return v if isinstance(v, str) else repr(v)
+
+
+class CsvWriter:
+    """A header row, then one row per record; arrays joined by `\\`."""
+
+    def __init__(self, out: Output, cols: list[tuple[str, str]]):
+        self.out = out
+        self.names = [n for n, _ in cols]
+        self._text = io.TextIOWrapper(out.file, encoding="utf-8", errors="surrogateescape", newline="", write_through=True)
+        self._csv = csv.writer(self._text, lineterminator="\n")
+        self._csv.writerow(self.names)
+
+    def write(self, records: Iterable[dict]) -> None:
+        self._csv.writerows([_cell(r.get(n)) for n in self.names] for r in records)
+
+    def finish(self) -> None:
+        self._text.flush()
+        self._text.detach()
+        self.out.commit()
+
+
+class ParquetWriter:
+    """All records, typed from the field table, written at the end."""
+
+    def __init__(self, out: Output, cols: list[tuple[str, str]]):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise SystemExit("fastindex: --format parquet needs pyarrow: pip install 'fastindex[parquet]'") from None
+        self.out = out
+        self.cols = cols
+        self.rows: list[dict] = []
+
+    def write(self, records: Iterable[dict]) -> None:
+        self.rows.extend(records)
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
+        schema = pa.schema([(n, types[t]) for n, t in self.cols])
+        table = pa.Table.from_pylist(self.rows, schema=schema)
+        pq.write_table(table, self.out.file)
+        self.out.commit()
+
+
+FORMATS = {"ndjson": NdjsonWriter, "csv": CsvWriter, "parquet": ParquetWriter}
