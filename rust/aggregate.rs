@@ -97,7 +97,17 @@ impl Aggregator {
             if id == next {
                 self.series.push(key.2.clone());
             }
-            self.sop_series.insert(h, id);
+            // The same instance filed in two series: keep the smaller series
+            // UID, so that the answer does not depend on reading order.
+            let series = &self.series;
+            self.sop_series
+                .entry(h)
+                .and_modify(|old| {
+                    if series[id as usize] < series[*old as usize] {
+                        *old = id;
+                    }
+                })
+                .or_insert(id);
         }
         match self.groups.entry(key) {
             MapEntry::Vacant(v) => {
@@ -134,11 +144,14 @@ impl Aggregator {
     /// the index (they point outside the archive).
     pub fn sorted(&self) -> (Vec<(&Key, &Group, Links)>, u64) {
         let f = &self.fields;
+        let mut sorted: Vec<(&Key, &Group)> = self.groups.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // A series' modality is its first subseries' (in output order).
         let mut modality: HashMap<&str, &str> = HashMap::new();
         // PET and NM without explicit references go with the CT that shares
         // their frame of reference in the same study.
         let mut ct_by_frame: HashMap<(&str, &str), BTreeSet<&str>> = HashMap::new();
-        for (key, g) in &self.groups {
+        for &(key, g) in &sorted {
             let m = g.representative.get(f.modality);
             modality.entry(key.2.as_str()).or_insert(m);
             let frame = g.representative.get(f.frame);
@@ -147,9 +160,8 @@ impl Aggregator {
             }
         }
         let mut unresolved = 0;
-        let mut out: Vec<_> = self
-            .groups
-            .iter()
+        let out: Vec<_> = sorted
+            .into_iter()
             .map(|(key, g)| {
                 let rec = &g.representative;
                 let mut found: BTreeSet<&str> = BTreeSet::new();
@@ -183,7 +195,6 @@ impl Aggregator {
                 (key, g, links)
             })
             .collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
         (out, unresolved)
     }
 

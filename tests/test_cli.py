@@ -92,9 +92,10 @@ def test_subseries_records_sorted_and_valid(tree, record_schema):
 
 
 def test_output_identical_whatever_the_parallelism(tree):
-    one = fastindex("-j1", "archive", cwd=tree).stdout
-    four = fastindex("-j4", "archive", cwd=tree).stdout
-    assert one == four and one
+    # Several runs: hash-map order and thread timing change from run to
+    # run, and a single pair of runs can agree by luck.
+    runs = {fastindex(f"-j{j}", "archive", cwd=tree).stdout for j in (1, 4, 2, 4, 3, 1, 4)}
+    assert len(runs) == 1 and runs.pop()
 
 
 def test_stdout_is_only_ndjson_and_stderr_ends_with_summary(tree):
