@@ -85,7 +85,10 @@ pub fn decode_text(bytes: &[u8], codec: TextCodec) -> Result<String> {
 }
 
 pub fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => ascii.to_owned(),
+        _ => bytes.iter().map(|&b| b as char).collect(),
+    }
 }
 
 /// Trim each backslash-separated value: leading spaces, trailing spaces

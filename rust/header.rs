@@ -27,15 +27,15 @@ pub struct FileInfo {
 }
 
 /// Read the header of one DICOM file from `src` into `out`.
-pub fn read(mut src: Source<'_>, schema: &Schema, out: &mut Collected) -> Result<FileInfo> {
+pub fn read(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Result<FileInfo> {
     out.reset(schema.slots);
     let part10 = matches!(src.peek(132)?, Some(b) if &b[128..132] == b"DICM");
     if part10 {
         src.skip(132)?;
     }
     let mut info = FileInfo { little: true, ..FileInfo::default() };
-    let has_meta = read_meta(&mut src, &mut info)?;
-    if !part10 && !has_meta && !plausible_start(&mut src)? {
+    let has_meta = read_meta(src, &mut info)?;
+    if !part10 && !has_meta && !plausible_start(src)? {
         return Err(Error::NotDicom);
     }
     let result = read_dataset(src, schema, out, &mut info);
@@ -98,10 +98,10 @@ fn plausible_start(src: &mut Source<'_>) -> Result<bool> {
 }
 
 /// Pick the data set's encoding and read it.
-fn read_dataset(mut src: Source<'_>, schema: &Schema, out: &mut Collected, info: &mut FileInfo) -> Result<()> {
+fn read_dataset(src: &mut Source<'_>, schema: &Schema, out: &mut Collected, info: &mut FileInfo) -> Result<()> {
     let ts = info.transfer_syntax.as_str();
     if ts == DEFLATED_LE {
-        let inflated = DeflateDecoder::new(src.into_reader());
+        let inflated = DeflateDecoder::new(src.take_reader());
         let mut src = Source::new(Box::new(StreamInput(inflated)));
         return Stream { src: &mut src, schema, out }.top(Encoding::EXPLICIT_LE);
     }
@@ -135,5 +135,5 @@ fn read_dataset(mut src: Source<'_>, schema: &Schema, out: &mut Collected, info:
         _ => Encoding { explicit: looks_explicit, little: true },
     };
     info.little = enc.little;
-    Stream { src: &mut src, schema, out }.top(enc)
+    Stream { src, schema, out }.top(enc)
 }

@@ -298,15 +298,13 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
 struct Aggregator {
     inner: Mutex<Core>,
     schema: Py<Schema>,
-    /// References that resolved to nothing, as of the last `dicts()`.
-    unresolved: Mutex<u64>,
 }
 
 #[pymethods]
 impl Aggregator {
     #[new]
     fn new(schema: Py<Schema>) -> Self {
-        Aggregator { inner: Mutex::new(Core::default()), schema, unresolved: Mutex::new(0) }
+        Aggregator { inner: Mutex::new(Core::default()), schema }
     }
 
     /// Fold a batch's records in (they leave the Records object).
@@ -334,8 +332,8 @@ impl Aggregator {
 
     /// References (reference_ct/rs/pl) that point outside the archive.
     #[getter]
-    fn unresolved(&self) -> u64 {
-        *lock(&self.unresolved)
+    fn unresolved(&self, py: Python<'_>) -> u64 {
+        py.detach(|| lock(&self.inner).sorted().1)
     }
 
     fn __len__(&self) -> usize {
@@ -346,8 +344,7 @@ impl Aggregator {
     fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let schema = self.schema.get();
         let core = lock(&self.inner);
-        let (groups, unresolved) = core.sorted();
-        *lock(&self.unresolved) = unresolved;
+        let (groups, _) = core.sorted();
         let out = PyList::empty(py);
         for (_, g, links) in &groups {
             let sub = Subseries { instances: g.instances(), links };

@@ -5,40 +5,49 @@
 //! and skipping by seeking means a 60 KB private block costs no read at all.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 
 use crate::error::{Error, Result};
 
 /// The first read. Most headers fit; a larger one costs one more read.
 pub const FIRST_READ: usize = 16 * 1024;
-/// Later reads, when the header goes on past the first chunk.
-const NEXT_READ: usize = 64 * 1024;
+/// A read after a skip: what follows a skipped private block is usually
+/// the short end of the header, not another 64 KiB worth copying.
+const AFTER_SKIP_READ: usize = 4 * 1024;
+/// Reads double while the header goes on, up to this.
+const MAX_READ: usize = 256 * 1024;
 
 /// Where bytes come from, and how to pass over bytes nobody needs.
 pub trait Input {
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Pass over `n` bytes; returns how many were really there.
+    /// Pass over `n` bytes; returns how many were really there, or `n`
+    /// when that is only known at the end (see `overran`).
     fn skip(&mut self, n: u64) -> io::Result<u64>;
+    /// At the end of the data: did a skip go past it?
+    fn overran(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
-/// A regular file: skipping is a seek, bounded by the size seen at open so
-/// that a value running past the end is noticed as truncation.
+/// A regular file read with pread: skipping moves the offset and costs no
+/// system call. The size is asked only at the end of the data, to tell a
+/// clean end from a skip that ran past it (truncation).
 pub struct FileInput {
     file: File,
     pos: u64,
-    len: u64,
 }
 
 impl FileInput {
-    pub fn new(file: File, len: u64) -> Self {
-        FileInput { file, pos: 0, len }
+    pub fn new(file: File) -> Self {
+        FileInput { file, pos: 0 }
     }
 }
 
 impl Input for FileInput {
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.file.read(buf) {
+            match self.file.read_at(buf, self.pos) {
                 Ok(n) => {
                     self.pos += n as u64;
                     return Ok(n);
@@ -50,12 +59,12 @@ impl Input for FileInput {
     }
 
     fn skip(&mut self, n: u64) -> io::Result<u64> {
-        let n = n.min(self.len.saturating_sub(self.pos));
-        if n > 0 {
-            self.file.seek(SeekFrom::Current(n as i64))?;
-            self.pos += n;
-        }
+        self.pos = self.pos.saturating_add(n);
         Ok(n)
+    }
+
+    fn overran(&mut self) -> io::Result<bool> {
+        Ok(self.pos > self.file.metadata()?.len())
     }
 }
 
@@ -86,11 +95,23 @@ pub struct Source<'a> {
     /// Stream offset of `buf[start]`.
     offset: u64,
     eof: bool,
+    /// Size of the next read.
+    next_read: usize,
 }
 
 impl<'a> Source<'a> {
     pub fn new(input: Box<dyn Input + 'a>) -> Self {
-        Source { input, buf: Vec::new(), start: 0, end: 0, offset: 0, eof: false }
+        Source::with_buffer(input, Vec::new())
+    }
+
+    /// Reuse a buffer from an earlier file: no allocation, no zeroing.
+    pub fn with_buffer(input: Box<dyn Input + 'a>, buf: Vec<u8>) -> Self {
+        Source { input, buf, start: 0, end: 0, offset: 0, eof: false, next_read: FIRST_READ }
+    }
+
+    /// Give the buffer back for the next file.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     pub fn from_slice(bytes: &'a [u8]) -> Self {
@@ -102,19 +123,29 @@ impl<'a> Source<'a> {
     }
 
     /// Make `n` bytes available (fewer only at the end of the stream).
+    #[inline]
     fn fill(&mut self, n: usize) -> Result<usize> {
+        if self.end - self.start >= n {
+            return Ok(self.end - self.start);
+        }
+        self.refill(n)
+    }
+
+    #[cold]
+    fn refill(&mut self, n: usize) -> Result<usize> {
         while self.end - self.start < n && !self.eof {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
             }
-            let want = if self.buf.is_empty() { FIRST_READ } else { NEXT_READ };
-            let target = (self.end + want).max(n);
+            let want = self.next_read.max(n - (self.end - self.start));
+            self.next_read = (self.next_read * 2).min(MAX_READ);
+            let target = self.end + want;
             if self.buf.len() < target {
                 self.buf.resize(target, 0);
             }
-            let got = self.input.read_some(&mut self.buf[self.end..])?;
+            let got = self.input.read_some(&mut self.buf[self.end..target])?;
             if got == 0 {
                 self.eof = true;
             }
@@ -131,9 +162,15 @@ impl<'a> Source<'a> {
         Ok(Some(&self.buf[self.start..self.start + n]))
     }
 
-    /// True when nothing at all is left.
+    /// True when nothing at all is left; a skip past the end is truncation.
     pub fn at_end(&mut self) -> Result<bool> {
-        Ok(self.fill(1)? == 0)
+        if self.fill(1)? > 0 {
+            return Ok(false);
+        }
+        if self.input.overran()? {
+            return Err(Error::Truncated(self.offset));
+        }
+        Ok(true)
     }
 
     /// Consume exactly `n` bytes (n is small: a tag, a length, a wanted value
@@ -166,6 +203,7 @@ impl<'a> Source<'a> {
         self.start = 0;
         self.end = 0;
         self.offset += buffered;
+        self.next_read = AFTER_SKIP_READ;
         let skipped = self.input.skip(rest)?;
         self.offset += skipped;
         if skipped < rest {
@@ -177,9 +215,11 @@ impl<'a> Source<'a> {
 
     /// Hand over what is left (buffered bytes first) as a plain reader, for
     /// a deflated data set that continues after the meta group.
-    pub fn into_reader(self) -> impl Read + 'a {
-        let Source { input, buf, start, end, .. } = self;
-        io::Cursor::new(buf[start..end].to_vec()).chain(InputReader(input))
+    pub fn take_reader(&mut self) -> impl Read + 'a {
+        let input = std::mem::replace(&mut self.input, Box::new(StreamInput(io::empty())));
+        let rest = self.buf[self.start..self.end].to_vec();
+        self.start = self.end;
+        io::Cursor::new(rest).chain(InputReader(input))
     }
 }
 

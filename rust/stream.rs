@@ -41,6 +41,8 @@ pub struct Collected {
     /// True once any wanted value was seen (a bare data set that yields
     /// nothing before failing is taken for not DICOM).
     pub found_any: bool,
+    /// The read buffer, kept from file to file.
+    pub buffer: Vec<u8>,
 }
 
 #[derive(Clone, Copy)]

@@ -68,11 +68,10 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
-        on_records = out.write if args.level == "instance" else None
-        summary, aggregator = await run(args.paths, options, on_records=on_records, on_problem=on_problem)
-        if aggregator is not None:
+        instance = args.level == "instance"
+        summary, aggregator = await run(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
+        if not instance:
             out.write(aggregator.dicts())
-            summary.unresolved = aggregator.unresolved
         result[0] = summary
         tg.cancel_scope.cancel()
     return result

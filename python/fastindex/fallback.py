@@ -231,16 +231,34 @@ def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dic
     return out, reader.warnings
 
 
+#: top-level tags that make a bare data set (no preamble, no meta) DICOM
+#: to the fast path too: the first tag of every source, and the charset
+_WANTED = frozenset({p[0] for f in FIELDS for p in f.sources} | {0x00080005})
+
+NOT_DICOM = "neither a DICOM Part 10 file nor a bare data set"
+
+
+def _part10(path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return head[128:132] == b"DICM" or head[:2] == b"\x02\x00"
+
+
 def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
     """Read one file with pydicom; raises NotIndexed when it gives no record."""
     try:
+        part10 = _part10(path)
         ds = read_dataset(path)
-    except NotIndexed:
-        raise
     except OSError as e:
         raise NotIndexed("unreadable", str(e)) from None
     except Exception as e:  # pydicom raises many kinds on damaged files
+        if not part10:
+            raise NotIndexed("not_dicom", NOT_DICOM) from None
         raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None
+    # With force=True pydicom makes a data set of anything; one that holds
+    # none of the wanted tags was never DICOM (the fast path's rule too).
+    if not part10 and not any(t in ds for t in _WANTED):
+        raise NotIndexed("not_dicom", NOT_DICOM)
     try:
         return record(ds, display, extras)
     except NotIndexed:

@@ -53,25 +53,25 @@ async def run(
     *,
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
-) -> tuple[Summary, "_native.Aggregator | None"]:
-    """Index `paths`. With `on_records`, per-file records are passed to it
-    as they are read; otherwise they are folded into an Aggregator, which
-    is returned. `on_problem(display, reason, message)` hears of every file
-    that gave no record."""
+) -> tuple[Summary, "_native.Aggregator"]:
+    """Index `paths`: every record is folded into the returned Aggregator
+    (subseries records, duplicates, references); with `on_records`, the
+    per-file records are also passed to it as they are read.
+    `on_problem(display, reason, message)` hears of every file that gave
+    no record."""
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
     walker = _native.Walker(roots(paths, options.relative_to), options.follow_symlinks, options.batch_size)
-    aggregator = None if on_records else _native.Aggregator(schema)
+    aggregator = _native.Aggregator(schema)
     limiter = anyio.CapacityLimiter(jobs)
     summary = Summary()
 
     def keep(dicts: list[dict]) -> None:
-        if aggregator is None:
+        if on_records:
             on_records(dicts)
-        else:
-            for d in dicts:
-                aggregator.add_dict(d, d["file_path"])
+        for d in dicts:
+            aggregator.add_dict(d, d["file_path"])
 
     async def fall_back(path: str, display: str, reason: str, message: str) -> None:
         from . import fallback  # pydicom is a quarter second to import: only when needed
@@ -103,10 +103,9 @@ async def run(
             records, problems, warnings = await anyio.to_thread.run_sync(_native.read_batch, schema, batch, limiter=limiter)
             summary.indexed += len(records)
             summary.warnings += warnings
-            if aggregator is not None:
-                aggregator.add(records)
-            else:
+            if on_records:
                 on_records(records.dicts())
+            aggregator.add(records)
             for path, display, reason, message in problems:
                 if reason in FALLBACK_REASONS:
                     await fall_back(path, display, reason, message)
@@ -128,9 +127,9 @@ async def run(
             for _ in range(jobs):
                 workers.start_soon(worker)
         outer.cancel_scope.cancel()
-    if aggregator is not None:
-        summary.duplicates = aggregator.duplicates
-        summary.subseries = len(aggregator)
+    summary.duplicates = aggregator.duplicates
+    summary.unresolved = aggregator.unresolved
+    summary.subseries = len(aggregator)
     summary.seconds = time.perf_counter() - started
     return summary, aggregator
 
