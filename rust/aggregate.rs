@@ -1,7 +1,8 @@
-//! Per-file records folded into subseries: distinct SOP Instance UIDs
-//! counted by hash (a fixed 8 bytes per file, not its strings), the file
-//! with the smallest path kept as the representative, and each file's SOP
-//! Instance UID hash mapped to its series so that references resolve.
+//! Per-file records folded into subseries. Each file leaves one entry in
+//! one map, its SOP Instance UID's hash → its subseries: that counts
+//! distinct instances and resolves references to series, at a fixed size
+//! per file whatever the length of its strings. The file with the smallest
+//! path is kept as the subseries' representative.
 
 use std::collections::hash_map::{DefaultHasher, Entry as MapEntry};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -16,27 +17,31 @@ use crate::record::Record;
 pub type Key = (String, String, String, String);
 
 pub struct Group {
-    sops: HashSet<u64>,
-    /// Files without a SOPInstanceUID: each counts as its own instance.
-    anonymous: u64,
+    pub key: Key,
+    /// Distinct SOP Instance UIDs, plus files without one (each of those
+    /// counts as its own instance).
+    instances: u64,
     pub representative: Record,
     pub path: OsString,
 }
 
 impl Group {
     pub fn instances(&self) -> u64 {
-        self.sops.len() as u64 + self.anonymous
+        self.instances
     }
 }
 
+#[derive(Default)]
 pub struct Aggregator {
-    groups: HashMap<Key, Group>,
+    groups: Vec<Group>,
+    index: HashMap<Key, u32>,
+    /// SOP Instance UID hash → the group holding it. The same instance
+    /// filed in several subseries keeps the one of the smallest series UID
+    /// here (whatever the reading order) and the others in `elsewhere`.
+    sop_group: HashMap<u64, u32>,
+    elsewhere: HashSet<(u64, u32)>,
     /// Files whose SOP Instance UID was already seen in their subseries.
     pub duplicates: u64,
-    /// SOP Instance UID hash → index of its series in `series`.
-    sop_series: HashMap<u64, u32>,
-    series_index: HashMap<String, u32>,
-    series: Vec<String>,
     fields: FieldIndex,
 }
 
@@ -49,6 +54,19 @@ struct FieldIndex {
     refs: [usize; 3],
 }
 
+impl Default for FieldIndex {
+    fn default() -> Self {
+        let f = |n| index_of(n).unwrap_or(0);
+        FieldIndex {
+            key: [f("patient_ID"), f("study"), f("series"), f("subseries")],
+            sop: f("instance_uid"),
+            modality: f("modality"),
+            frame: f("reference_frame"),
+            refs: [f("reference_ct"), f("reference_rs"), f("reference_pl")],
+        }
+    }
+}
+
 /// The references of one subseries resolved to series of the index.
 #[derive(Default)]
 pub struct Links {
@@ -56,30 +74,9 @@ pub struct Links {
     pub modalities: Vec<String>,
 }
 
-impl Default for Aggregator {
-    fn default() -> Self {
-        let f = |n| index_of(n).unwrap_or(0);
-        Aggregator {
-            groups: HashMap::new(),
-            duplicates: 0,
-            sop_series: HashMap::new(),
-            series_index: HashMap::new(),
-            series: Vec::new(),
-            fields: FieldIndex {
-                key: [f("patient_ID"), f("study"), f("series"), f("subseries")],
-                sop: f("instance_uid"),
-                modality: f("modality"),
-                frame: f("reference_frame"),
-                refs: [f("reference_ct"), f("reference_rs"), f("reference_pl")],
-            },
-        }
-    }
-}
-
 fn sop_hash(uid: &str) -> u64 {
     // DefaultHasher::new() has fixed keys: the same UID hashes alike in
-    // every worker, and 64 bits make a collision within one subseries
-    // vanishingly unlikely.
+    // every run, and 64 bits make a collision vanishingly unlikely.
     let mut h = DefaultHasher::new();
     uid.hash(&mut h);
     h.finish()
@@ -91,78 +88,75 @@ impl Aggregator {
         let key = (record.get(p).to_owned(), record.get(st).to_owned(), record.get(se).to_owned(), record.get(sub).to_owned());
         let sop = record.get(self.fields.sop);
         let hashed = (!sop.is_empty()).then(|| sop_hash(sop));
-        if let Some(h) = hashed {
-            let next = self.series.len() as u32;
-            let id = *self.series_index.entry(key.2.clone()).or_insert(next);
-            if id == next {
-                self.series.push(key.2.clone());
-            }
-            // The same instance filed in two series: keep the smaller series
-            // UID, so that the answer does not depend on reading order.
-            let series = &self.series;
-            self.sop_series
-                .entry(h)
-                .and_modify(|old| {
-                    if series[id as usize] < series[*old as usize] {
-                        *old = id;
-                    }
-                })
-                .or_insert(id);
-        }
-        match self.groups.entry(key) {
-            MapEntry::Vacant(v) => {
-                let mut sops = HashSet::new();
-                let anonymous = match hashed {
-                    Some(h) => {
-                        sops.insert(h);
-                        0
-                    }
-                    None => 1,
-                };
-                v.insert(Group { sops, anonymous, representative: record, path });
-            }
-            MapEntry::Occupied(mut o) => {
-                let g = o.get_mut();
-                match hashed {
-                    Some(h) => {
-                        if !g.sops.insert(h) {
-                            self.duplicates += 1;
-                        }
-                    }
-                    None => g.anonymous += 1,
-                }
+        let id = match self.index.get(&key) {
+            Some(&id) => {
+                let g = &mut self.groups[id as usize];
                 if path.as_bytes() < g.path.as_bytes() {
                     g.representative = record;
                     g.path = path;
                 }
+                id
             }
+            None => {
+                let id = self.groups.len() as u32;
+                self.index.insert(key.clone(), id);
+                self.groups.push(Group { key, instances: 0, representative: record, path });
+                id
+            }
+        };
+        let Some(h) = hashed else {
+            self.groups[id as usize].instances += 1;
+            return;
+        };
+        let new = match self.sop_group.entry(h) {
+            MapEntry::Vacant(v) => {
+                v.insert(id);
+                true
+            }
+            MapEntry::Occupied(mut o) => {
+                let held = *o.get();
+                if held == id {
+                    false
+                } else if self.groups[id as usize].key.2 < self.groups[held as usize].key.2 {
+                    o.insert(id);
+                    self.elsewhere.insert((h, held));
+                    !self.elsewhere.remove(&(h, id))
+                } else {
+                    self.elsewhere.insert((h, id))
+                }
+            }
+        };
+        if new {
+            self.groups[id as usize].instances += 1;
+        } else {
+            self.duplicates += 1;
         }
     }
 
     /// The subseries in the dictionary's order, each with its references
     /// resolved, and the number of references that resolve to nothing in
     /// the index (they point outside the archive).
-    pub fn sorted(&self) -> (Vec<(&Key, &Group, Links)>, u64) {
+    pub fn sorted(&self) -> (Vec<(&Group, Links)>, u64) {
         let f = &self.fields;
-        let mut sorted: Vec<(&Key, &Group)> = self.groups.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut sorted: Vec<&Group> = self.groups.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         // A series' modality is its first subseries' (in output order).
         let mut modality: HashMap<&str, &str> = HashMap::new();
         // PET and NM without explicit references go with the CT that shares
         // their frame of reference in the same study.
         let mut ct_by_frame: HashMap<(&str, &str), BTreeSet<&str>> = HashMap::new();
-        for &(key, g) in &sorted {
+        for g in &sorted {
             let m = g.representative.get(f.modality);
-            modality.entry(key.2.as_str()).or_insert(m);
+            modality.entry(g.key.2.as_str()).or_insert(m);
             let frame = g.representative.get(f.frame);
             if m == "CT" && !frame.is_empty() {
-                ct_by_frame.entry((key.1.as_str(), frame)).or_default().insert(key.2.as_str());
+                ct_by_frame.entry((g.key.1.as_str(), frame)).or_default().insert(g.key.2.as_str());
             }
         }
         let mut unresolved = 0;
-        let out: Vec<_> = sorted
+        let out = sorted
             .into_iter()
-            .map(|(key, g)| {
+            .map(|g| {
                 let rec = &g.representative;
                 let mut found: BTreeSet<&str> = BTreeSet::new();
                 let raw = f.refs.map(|i| rec.get(i));
@@ -173,29 +167,33 @@ impl Aggregator {
                     // reference_ct holds a series UID for RTSTRUCT and SEG.
                     if i == 0 && modality.contains_key(r) {
                         found.insert(r);
-                    } else if let Some(&id) = self.sop_series.get(&sop_hash(r)) {
-                        found.insert(&self.series[id as usize]);
+                    } else if let Some(&id) = self.sop_group.get(&sop_hash(r)) {
+                        found.insert(&self.groups[id as usize].key.2);
                     } else {
                         unresolved += 1;
                     }
                 }
                 let m = rec.get(f.modality);
                 if raw.iter().all(|r| r.is_empty()) && (m == "PT" || m == "NM") {
-                    if let Some(cts) = ct_by_frame.get(&(key.1.as_str(), rec.get(f.frame))) {
+                    if let Some(cts) = ct_by_frame.get(&(g.key.1.as_str(), rec.get(f.frame))) {
                         found.extend(cts);
                     }
                 }
                 // A slice that points at another slice of its own series
                 // says nothing about how series relate.
-                found.remove(key.2.as_str());
+                found.remove(g.key.2.as_str());
                 let links = Links {
                     modalities: found.iter().map(|s| modality.get(s).copied().unwrap_or("").to_owned()).collect(),
                     series: found.into_iter().map(str::to_owned).collect(),
                 };
-                (key, g, links)
+                (g, links)
             })
             .collect();
         (out, unresolved)
+    }
+
+    pub fn group(&self, key: &Key) -> Option<&Group> {
+        self.index.get(key).map(|&id| &self.groups[id as usize])
     }
 
     pub fn len(&self) -> usize {

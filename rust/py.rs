@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::aggregate::{Aggregator as Core, Links};
+use crate::aggregate::{Aggregator as Core, Key, Links};
 use crate::error::Error;
 use crate::fields::{Kind, Scope, FIELDS};
 use crate::reader;
@@ -298,13 +298,26 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
 struct Aggregator {
     inner: Mutex<Core>,
     schema: Py<Schema>,
+    /// The sorted keys with their resolved references, and the count of
+    /// unresolved ones, made once the adding is over, so that records can
+    /// be written a chunk at a time.
+    finished: Mutex<Option<(Vec<(Key, Links)>, u64)>>,
+}
+
+impl Aggregator {
+    fn finish<'a>(&self, core: &Core, finished: &'a mut Option<(Vec<(Key, Links)>, u64)>) -> &'a (Vec<(Key, Links)>, u64) {
+        finished.get_or_insert_with(|| {
+            let (groups, unresolved) = core.sorted();
+            (groups.into_iter().map(|(g, l)| (g.key.clone(), l)).collect(), unresolved)
+        })
+    }
 }
 
 #[pymethods]
 impl Aggregator {
     #[new]
     fn new(schema: Py<Schema>) -> Self {
-        Aggregator { inner: Mutex::new(Core::default()), schema }
+        Aggregator { inner: Mutex::new(Core::default()), schema, finished: Mutex::new(None) }
     }
 
     /// Fold a batch's records in (they leave the Records object).
@@ -312,6 +325,7 @@ impl Aggregator {
         let items = std::mem::take(&mut *lock(&records.get().items));
         py.detach(|| {
             let mut core = lock(&self.inner);
+            *lock(&self.finished) = None;
             for (path, rec) in items {
                 core.add(rec, path);
             }
@@ -322,6 +336,7 @@ impl Aggregator {
     fn add_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
         let rec = record_from_dict(&self.schema.get().inner, record)?;
         lock(&self.inner).add(rec, path.into_os_string());
+        *lock(&self.finished) = None;
         Ok(())
     }
 
@@ -333,22 +348,27 @@ impl Aggregator {
     /// References (reference_ct/rs/pl) that point outside the archive.
     #[getter]
     fn unresolved(&self, py: Python<'_>) -> u64 {
-        py.detach(|| lock(&self.inner).sorted().1)
+        py.detach(|| self.finish(&lock(&self.inner), &mut lock(&self.finished)).1)
     }
 
     fn __len__(&self) -> usize {
         lock(&self.inner).len()
     }
 
-    /// The subseries records, sorted.
-    fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// The subseries records, sorted: all, or those from `start` to `stop`.
+    #[pyo3(signature = (start = 0, stop = None))]
+    fn dicts<'py>(&self, py: Python<'py>, start: usize, stop: Option<usize>) -> PyResult<Bound<'py, PyList>> {
         let schema = self.schema.get();
         let core = lock(&self.inner);
-        let (groups, _) = core.sorted();
+        let mut finished = lock(&self.finished);
+        let (order, _) = self.finish(&core, &mut finished);
+        let stop = stop.unwrap_or(order.len()).min(order.len());
         let out = PyList::empty(py);
-        for (_, g, links) in &groups {
-            let sub = Subseries { instances: g.instances(), links };
-            out.append(record_dict(py, schema, &g.representative, &g.path, Some(sub))?)?;
+        for (key, links) in order.get(start..stop).unwrap_or(&[]) {
+            if let Some(g) = core.group(key) {
+                let sub = Subseries { instances: g.instances(), links };
+                out.append(record_dict(py, schema, &g.representative, &g.path, Some(sub))?)?;
+            }
         }
         Ok(out)
     }

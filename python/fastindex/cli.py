@@ -71,7 +71,10 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
         instance = args.level == "instance"
         summary, aggregator = await run(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
         if not instance:
-            out.write(aggregator.dicts())
+            # A chunk at a time: the records of a large archive need not all
+            # be Python objects at once.
+            for start in range(0, len(aggregator), 1024):
+                out.write(aggregator.dicts(start, start + 1024))
         result[0] = summary
         tg.cancel_scope.cancel()
     return result
