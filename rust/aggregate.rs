@@ -34,7 +34,9 @@ impl Group {
 #[derive(Default)]
 pub struct Aggregator {
     groups: Vec<Group>,
-    index: HashMap<Key, u32>,
+    /// Hash of the key → the groups with that hash (one, but for a
+    /// collision): found from the record's borrowed strings, no copies.
+    index: HashMap<u64, Vec<u32>>,
     /// SOP Instance UID hash → the group holding it. The same instance
     /// filed in several subseries keeps the one of the smallest series UID
     /// here (whatever the reading order) and the others in `elsewhere`.
@@ -83,13 +85,26 @@ fn sop_hash(uid: &str) -> u64 {
 }
 
 impl Aggregator {
+    fn find(&self, key: [&str; 4]) -> (u64, Option<u32>) {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let h = h.finish();
+        let found = self.index.get(&h).and_then(|ids| {
+            ids.iter().copied().find(|&id| {
+                let k = &self.groups[id as usize].key;
+                [k.0.as_str(), k.1.as_str(), k.2.as_str(), k.3.as_str()] == key
+            })
+        });
+        (h, found)
+    }
+
     pub fn add(&mut self, record: Record, path: OsString) {
         let [p, st, se, sub] = self.fields.key;
-        let key = (record.get(p).to_owned(), record.get(st).to_owned(), record.get(se).to_owned(), record.get(sub).to_owned());
+        let (key_hash, found) = self.find([record.get(p), record.get(st), record.get(se), record.get(sub)]);
         let sop = record.get(self.fields.sop);
         let hashed = (!sop.is_empty()).then(|| sop_hash(sop));
-        let id = match self.index.get(&key) {
-            Some(&id) => {
+        let id = match found {
+            Some(id) => {
                 let g = &mut self.groups[id as usize];
                 if path.as_bytes() < g.path.as_bytes() {
                     g.representative = record;
@@ -99,7 +114,8 @@ impl Aggregator {
             }
             None => {
                 let id = self.groups.len() as u32;
-                self.index.insert(key.clone(), id);
+                self.index.entry(key_hash).or_default().push(id);
+                let key = (record.get(p).to_owned(), record.get(st).to_owned(), record.get(se).to_owned(), record.get(sub).to_owned());
                 self.groups.push(Group { key, instances: 0, representative: record, path });
                 id
             }
@@ -193,7 +209,8 @@ impl Aggregator {
     }
 
     pub fn group(&self, key: &Key) -> Option<&Group> {
-        self.index.get(key).map(|&id| &self.groups[id as usize])
+        let (_, found) = self.find([key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3.as_str()]);
+        found.map(|id| &self.groups[id as usize])
     }
 
     pub fn len(&self) -> usize {

@@ -1,6 +1,7 @@
 //! fastindex: a streaming DICOM header reader and archive indexer.
 //!
-//! The data path, one module each: `walk` finds files, `reader` opens one
+//! The data path, one module each: `walk` finds files (and `prefetch`
+//! asks for their headers ahead when the disk is slow), `reader` opens one
 //! and drives `header` (preamble, meta, syntax) and `stream` (elements)
 //! over a `source`, `record` turns the kept bytes into fields (`decode`),
 //! `aggregate` folds records into subseries. `fields` is the one table
@@ -12,6 +13,7 @@ pub mod decode;
 pub mod error;
 pub mod fields;
 pub mod header;
+pub mod prefetch;
 pub mod reader;
 pub mod record;
 pub mod schema;

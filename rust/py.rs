@@ -85,43 +85,18 @@ struct Walker {
 
 #[pymethods]
 impl Walker {
-    /// Walk `roots`, a list of (path, display prefix), on a thread.
+    /// Walk `roots`, a list of (path, display prefix), on a thread, with
+    /// up to `concurrency` header reads requested ahead of the parsers.
     #[new]
-    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256))]
-    fn new(roots: Vec<(PathBuf, PathBuf)>, follow_symlinks: bool, batch_size: usize) -> Self {
+    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256, concurrency = 0))]
+    fn new(roots: Vec<(PathBuf, PathBuf)>, follow_symlinks: bool, batch_size: usize, concurrency: usize) -> Self {
         let roots = roots.into_iter().map(|(path, display)| Root { path, display: display.into_os_string() }).collect();
-        Walker { inner: CoreWalker::start(roots, follow_symlinks, batch_size) }
+        Walker { inner: CoreWalker::start(roots, follow_symlinks, batch_size, concurrency) }
     }
 
     /// The next batch of entries, or None when the walk is over.
     fn next_batch(&self, py: Python<'_>) -> Option<Batch> {
         py.detach(|| self.inner.next_batch()).map(|entries| Batch { entries: Mutex::new(entries) })
-    }
-}
-
-/// Records read from one batch, kept on the Rust side until written or
-/// aggregated.
-#[pyclass(frozen, module = "fastindex._native")]
-struct Records {
-    items: Mutex<Vec<(OsString, Record)>>,
-    schema: Py<Schema>,
-}
-
-#[pymethods]
-impl Records {
-    fn __len__(&self) -> usize {
-        lock(&self.items).len()
-    }
-
-    /// Per-file records, as dicts in field order.
-    fn dicts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let schema = self.schema.get();
-        let items = lock(&self.items);
-        let out = PyList::empty(py);
-        for (path, rec) in items.iter() {
-            out.append(record_dict(py, schema, rec, path, None)?)?;
-        }
-        Ok(out)
     }
 }
 
@@ -138,42 +113,80 @@ fn read_guarded(schema: &CoreSchema, path: &Path, out: &mut Collected) -> Result
     }
 }
 
-/// Read every file of a batch. Returns (records, problems, warnings) where
-/// problems are (path, display, reason, message) for every entry that gave
-/// no record; reason "unsupported" asks for the pydicom fallback.
+thread_local! {
+    /// Each reading thread keeps its buffers from batch to batch.
+    static SCRATCH: std::cell::RefCell<Collected> = std::cell::RefCell::new(Collected::default());
+}
+
+type Failure = (Entry, &'static str, String);
+
+/// Read every file of a batch and fold its records into `aggregator`.
+/// Returns (dicts, problems, indexed, warnings): the per-file records as
+/// dicts when `dicts` is true (else None), and (path, display, reason,
+/// message) for every entry that gave no record; reason "unsupported" or
+/// "malformed" asks for the pydicom fallback.
 #[pyfunction]
-fn read_batch<'py>(py: Python<'py>, schema: Py<Schema>, batch: &Bound<'py, Batch>) -> PyResult<(Records, Bound<'py, PyList>, u64)> {
+#[pyo3(signature = (schema, batch, aggregator, dicts = false))]
+fn read_batch<'py>(
+    py: Python<'py>,
+    schema: Py<Schema>,
+    batch: &Bound<'py, Batch>,
+    aggregator: &Bound<'py, Aggregator>,
+    dicts: bool,
+) -> PyResult<(Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64)> {
     let entries = std::mem::take(&mut *lock(&batch.get().entries));
     let core = schema.get().inner.clone();
-    let (results, warnings) = py.detach(move || {
-        let mut out = Collected::default();
+    let agg = aggregator.get();
+    let (items, failures, indexed, warnings) = py.detach(move || {
+        let mut items: Vec<(OsString, Record)> = Vec::with_capacity(entries.len());
+        let mut failures: Vec<Failure> = Vec::new();
         let mut warnings = 0u64;
-        let results: Vec<(Entry, Result<Outcome, Error>)> = entries
-            .into_iter()
-            .map(|e| {
+        SCRATCH.with(|scratch| {
+            let out = &mut *scratch.borrow_mut();
+            for e in entries {
                 let r = match &e.found {
-                    Found::File => read_guarded(&core, &e.path, &mut out),
-                    _ => Ok(Outcome::Skipped { reason: "", message: String::new() }),
+                    Found::File => read_guarded(&core, &e.path, out),
+                    Found::Skip(reason, msg) | Found::Fail(reason, msg) => {
+                        let (reason, msg) = (*reason, msg.clone());
+                        failures.push((e, reason, msg));
+                        continue;
+                    }
                 };
-                if let Ok(Outcome::Indexed(rec)) = &r {
-                    warnings += rec.warnings as u64;
+                match r {
+                    Ok(Outcome::Indexed(rec)) => {
+                        warnings += rec.warnings as u64;
+                        items.push((e.display, rec));
+                    }
+                    Ok(Outcome::Skipped { reason, message }) => failures.push((e, reason, message)),
+                    Err(err) => {
+                        let reason = err.reason();
+                        failures.push((e, reason, err.to_string()));
+                    }
                 }
-                (e, r)
-            })
-            .collect();
-        (results, warnings)
+            }
+        });
+        let indexed = items.len();
+        if !dicts {
+            agg.add_all(std::mem::take(&mut items));
+        }
+        (items, failures, indexed, warnings)
     });
     let problems = PyList::empty(py);
-    let mut items = Vec::with_capacity(results.len());
-    for (e, r) in results {
-        match (&e.found, r) {
-            (Found::Skip(reason, msg), _) | (Found::Fail(reason, msg), _) => problems.append(problem(py, &e, reason, msg)?)?,
-            (_, Ok(Outcome::Indexed(rec))) => items.push((e.display, rec)),
-            (_, Ok(Outcome::Skipped { reason, message })) => problems.append(problem(py, &e, reason, &message)?)?,
-            (_, Err(err)) => problems.append(problem(py, &e, err.reason(), &err.to_string())?)?,
-        }
+    for (e, reason, message) in &failures {
+        problems.append(problem(py, e, reason, message)?)?;
     }
-    Ok((Records { items: Mutex::new(items), schema }, problems, warnings))
+    let out = if dicts {
+        let schema = schema.get();
+        let list = PyList::empty(py);
+        for (path, rec) in &items {
+            list.append(record_dict(py, schema, rec, path, None)?)?;
+        }
+        py.detach(|| agg.add_all(items));
+        Some(list)
+    } else {
+        None
+    };
+    Ok((out, problems, indexed, warnings))
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -305,6 +318,15 @@ struct Aggregator {
 }
 
 impl Aggregator {
+    /// Fold records in; called with the GIL released.
+    fn add_all(&self, items: Vec<(OsString, Record)>) {
+        let mut core = lock(&self.inner);
+        *lock(&self.finished) = None;
+        for (path, rec) in items {
+            core.add(rec, path);
+        }
+    }
+
     fn finish<'a>(&self, core: &Core, finished: &'a mut Option<(Vec<(Key, Links)>, u64)>) -> &'a (Vec<(Key, Links)>, u64) {
         finished.get_or_insert_with(|| {
             let (groups, unresolved) = core.sorted();
@@ -320,17 +342,6 @@ impl Aggregator {
         Aggregator { inner: Mutex::new(Core::default()), schema, finished: Mutex::new(None) }
     }
 
-    /// Fold a batch's records in (they leave the Records object).
-    fn add(&self, py: Python<'_>, records: &Bound<'_, Records>) {
-        let items = std::mem::take(&mut *lock(&records.get().items));
-        py.detach(|| {
-            let mut core = lock(&self.inner);
-            *lock(&self.finished) = None;
-            for (path, rec) in items {
-                core.add(rec, path);
-            }
-        });
-    }
 
     /// Fold in one per-file record made in Python (the pydicom fallback).
     fn add_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
@@ -390,7 +401,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
     m.add_class::<Walker>()?;
     m.add_class::<Batch>()?;
-    m.add_class::<Records>()?;
     m.add_class::<Aggregator>()?;
     m.add_function(wrap_pyfunction!(read_batch, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;

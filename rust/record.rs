@@ -85,6 +85,17 @@ impl Ctx<'_> {
     /// First non-empty trimmed text among the sources.
     fn first_text(&self, slots: &[usize]) -> Result<String> {
         for &slot in slots {
+            // The common case, one ASCII value: trim the bytes, then make
+            // the one string.
+            if let Some((_, bytes)) = self.out.get(slot) {
+                if bytes.is_ascii() && !bytes.contains(&b'\\') && !bytes.contains(&0x1B) {
+                    let t = trim(std::str::from_utf8(bytes).unwrap_or_default());
+                    if !t.is_empty() {
+                        return Ok(t.to_owned());
+                    }
+                    continue;
+                }
+            }
             if let Some(t) = self.text(slot)? {
                 let t = trim_values(&t);
                 if !t.is_empty() {

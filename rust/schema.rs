@@ -29,6 +29,11 @@ impl Node {
         self.entries.last().map_or(0, |e| e.0)
     }
 
+    /// The wanted tags in ascending order, for a forward-only cursor.
+    pub fn entries(&self) -> &[(Tag, Entry)] {
+        &self.entries
+    }
+
     fn insert(&mut self, path: &[Tag], slot: usize) -> Result<(), String> {
         let (&first, rest) = path.split_first().ok_or("empty tag path")?;
         let at = match self.entries.binary_search_by_key(&first, |e| e.0) {

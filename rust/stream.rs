@@ -144,6 +144,7 @@ impl Stream<'_, '_> {
     /// None). `node` is what is wanted here; None passes over everything.
     fn dataset(&mut self, enc: Encoding, mut node: Option<&Node>, end: Option<u64>, depth: usize, top: bool) -> Result<()> {
         let mut last: Option<Tag> = None;
+        let mut cursor = 0usize;
         loop {
             if let Some(end) = end {
                 let pos = self.src.position();
@@ -186,7 +187,16 @@ impl Stream<'_, '_> {
                     node = None;
                 }
             }
-            match node.and_then(|n| n.get(h.tag)) {
+            // Tags ascend, so the wanted table is walked with a cursor that
+            // only moves forward: no search per element.
+            let entry = node.and_then(|n| {
+                let wanted = n.entries();
+                while cursor < wanted.len() && wanted[cursor].0 < h.tag {
+                    cursor += 1;
+                }
+                wanted.get(cursor).filter(|w| w.0 == h.tag).map(|w| &w.1)
+            });
+            match entry {
                 Some(Entry::Leaf(slot)) => self.leaf(&h, *slot)?,
                 Some(Entry::Seq(child)) if matches!(h.vr, None | Some([b'S', b'Q']) | Some([b'U', b'N'])) => {
                     // UN holds the sequence in implicit VR little endian.

@@ -11,6 +11,8 @@ use std::thread;
 
 use walkdir::WalkDir;
 
+use crate::prefetch::Prefetcher;
+
 /// What the walk found at one path.
 #[derive(Debug)]
 pub enum Found {
@@ -44,27 +46,37 @@ pub struct Walker {
     rx: Mutex<Receiver<Vec<Entry>>>,
 }
 
-/// Batches in flight between the walking thread and the readers.
-const QUEUE: usize = 16;
+/// Batches in flight between the walking thread and the readers: also how
+/// far ahead of the parsers the prefetcher may read.
+const QUEUE: usize = 8;
 
 impl Walker {
-    pub fn start(roots: Vec<Root>, follow_symlinks: bool, batch: usize) -> Walker {
+    /// Walk `roots` on a thread; with `concurrency` > 0, each batch's
+    /// headers are first requested that many at a time (see prefetch).
+    pub fn start(roots: Vec<Root>, follow_symlinks: bool, batch: usize, concurrency: usize) -> Walker {
         let (tx, rx) = sync_channel(QUEUE);
         let batch = batch.max(1);
         thread::spawn(move || {
+            let mut prefetcher = (concurrency > 0).then(|| Prefetcher::new(concurrency));
+            let mut send = |pending: Vec<Entry>| {
+                if let Some(p) = prefetcher.as_mut() {
+                    p.batch(&pending);
+                }
+                tx.send(pending).is_ok()
+            };
             let mut pending = Vec::with_capacity(batch);
             for root in roots {
                 for item in WalkDir::new(&root.path).follow_links(follow_symlinks).follow_root_links(true) {
                     if let Some(entry) = classify(&root, item) {
                         pending.push(entry);
-                        if pending.len() == batch && tx.send(std::mem::replace(&mut pending, Vec::with_capacity(batch))).is_err() {
+                        if pending.len() == batch && !send(std::mem::replace(&mut pending, Vec::with_capacity(batch))) {
                             return; // the reader side is gone: stop walking
                         }
                     }
                 }
             }
             if !pending.is_empty() {
-                let _ = tx.send(pending);
+                send(pending);
             }
         });
         Walker { rx: Mutex::new(rx) }

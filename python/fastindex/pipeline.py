@@ -30,6 +30,9 @@ class Options:
     extras: Sequence[tuple[str, int, str, bool]] = ()
     #: paths per native call
     batch_size: int = 256
+    #: header reads requested ahead of the parsers when the disk is slow
+    #: (0: none); idle while files come from the page cache
+    concurrency: int = 16
     #: called with the running summary now and then (progress display)
     progress: Callable[[Summary], None] | None = field(default=None, repr=False)
 
@@ -62,7 +65,7 @@ async def run(
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
-    walker = _native.Walker(roots(paths, options.relative_to), options.follow_symlinks, options.batch_size)
+    walker = _native.Walker(roots(paths, options.relative_to), options.follow_symlinks, options.batch_size, options.concurrency)
     aggregator = _native.Aggregator(schema)
     limiter = anyio.CapacityLimiter(jobs)
     summary = Summary()
@@ -100,12 +103,13 @@ async def run(
             batch = await anyio.to_thread.run_sync(walker.next_batch, limiter=limiter)
             if batch is None:
                 return
-            records, problems, warnings = await anyio.to_thread.run_sync(_native.read_batch, schema, batch, limiter=limiter)
-            summary.indexed += len(records)
+            dicts, problems, indexed, warnings = await anyio.to_thread.run_sync(
+                _native.read_batch, schema, batch, aggregator, on_records is not None, limiter=limiter
+            )
+            summary.indexed += indexed
             summary.warnings += warnings
-            if on_records:
-                on_records(records.dicts())
-            aggregator.add(records)
+            if dicts is not None:
+                on_records(dicts)
             for path, display, reason, message in problems:
                 if reason in FALLBACK_REASONS:
                     await fall_back(path, display, reason, message)
