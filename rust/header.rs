@@ -2,6 +2,8 @@
 //! syntax (inflating a deflated data set), or a bare data set whose
 //! encoding is told from its first element, as pydicom does.
 
+use std::io::{self, Read};
+
 use flate2::read::DeflateDecoder;
 
 use crate::error::{Error, Result};
@@ -14,6 +16,11 @@ pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 pub const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 pub const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
 pub const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+
+/// A deflated data set is inflated at most this far: a wanted tag beyond
+/// it is not in any real file, and a small file must not cost minutes of
+/// inflating (a deflate stream of zeros grows a thousandfold).
+pub const MAX_INFLATED: u64 = 256 << 20;
 
 /// What the file says about itself outside the data set proper.
 #[derive(Debug, Default, Clone)]
@@ -101,13 +108,18 @@ fn plausible_start(src: &mut Source<'_>) -> Result<bool> {
 fn read_dataset(src: &mut Source<'_>, schema: &Schema, out: &mut Collected, info: &mut FileInfo) -> Result<()> {
     let ts = info.transfer_syntax.as_str();
     if ts == DEFLATED_LE {
-        let inflated = DeflateDecoder::new(src.take_reader());
-        let mut src = Source::new(Box::new(StreamInput(inflated)));
+        let inflated = Capped(DeflateDecoder::new(src.take_reader()).take(MAX_INFLATED));
+        let mut src = Source::inflated(Box::new(StreamInput(inflated)));
         return Stream { src: &mut src, schema, out }.top(Encoding::EXPLICIT_LE);
     }
     let Some(first) = src.peek(6)?.map(|b| [b[0], b[1], b[4], b[5]]) else {
-        // An empty data set: only the meta group was there.
-        return Ok(());
+        // An empty data set: only the meta group was there. Unless a skip
+        // in the meta group ran past the end, or a few bytes are left over:
+        // that is a file cut short.
+        if src.at_end()? {
+            return Ok(());
+        }
+        return Err(Error::Truncated(src.position()));
     };
     let looks_explicit = valid_vr([first[2], first[3]]);
     let enc = match ts {
@@ -136,4 +148,20 @@ fn read_dataset(src: &mut Source<'_>, schema: &Schema, out: &mut Collected, info
     };
     info.little = enc.little;
     Stream { src, schema, out }.top(enc)
+}
+
+/// An inflating reader that fails, rather than ends, at MAX_INFLATED.
+struct Capped<R: Read>(io::Take<R>);
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.0.limit() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("inflates past {} MiB before the wanted tags", MAX_INFLATED >> 20),
+            ));
+        }
+        Ok(n)
+    }
 }

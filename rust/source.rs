@@ -97,6 +97,8 @@ pub struct Source<'a> {
     eof: bool,
     /// Size of the next read.
     next_read: usize,
+    /// The bytes are inflated: a read error is damage, not I/O.
+    inflated: bool,
 }
 
 impl<'a> Source<'a> {
@@ -106,7 +108,24 @@ impl<'a> Source<'a> {
 
     /// Reuse a buffer from an earlier file: no allocation, no zeroing.
     pub fn with_buffer(input: Box<dyn Input + 'a>, buf: Vec<u8>) -> Self {
-        Source { input, buf, start: 0, end: 0, offset: 0, eof: false, next_read: FIRST_READ }
+        Source { input, buf, start: 0, end: 0, offset: 0, eof: false, next_read: FIRST_READ, inflated: false }
+    }
+
+    /// A source over an inflating reader: a deflate stream that ends early
+    /// is a truncated file, one that does not inflate is a malformed one.
+    pub fn inflated(input: Box<dyn Input + 'a>) -> Self {
+        Source { inflated: true, ..Source::new(input) }
+    }
+
+    fn failed(&self, e: io::Error) -> Error {
+        if !self.inflated {
+            return Error::Io(e);
+        }
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::Truncated(self.offset + (self.end - self.start) as u64),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => Error::Malformed(format!("deflated data set: {e}")),
+            _ => Error::Io(e),
+        }
     }
 
     /// Give the buffer back for the next file.
@@ -145,7 +164,10 @@ impl<'a> Source<'a> {
             if self.buf.len() < target {
                 self.buf.resize(target, 0);
             }
-            let got = self.input.read_some(&mut self.buf[self.end..target])?;
+            let got = match self.input.read_some(&mut self.buf[self.end..target]) {
+                Ok(got) => got,
+                Err(e) => return Err(self.failed(e)),
+            };
             if got == 0 {
                 self.eof = true;
             }
@@ -204,7 +226,10 @@ impl<'a> Source<'a> {
         self.end = 0;
         self.offset += buffered;
         self.next_read = AFTER_SKIP_READ;
-        let skipped = self.input.skip(rest)?;
+        let skipped = match self.input.skip(rest) {
+            Ok(skipped) => skipped,
+            Err(e) => return Err(self.failed(e)),
+        };
         self.offset += skipped;
         if skipped < rest {
             self.eof = true;

@@ -356,3 +356,81 @@ fn errors_carry_their_reason() {
     assert_eq!(Error::Truncated(3).reason(), "truncated");
     assert_eq!(Error::NotDicom.reason(), "not_dicom");
 }
+
+// Hostile input (tests/hostile.py, fuzz/): damage in a deflated data set is
+// truncation or malformation, never an I/O error, and inflating is bounded.
+
+fn deflate(raw: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(raw).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn deflated_data_set_cut_short_is_truncated() {
+    let body = deflate(&ct(Encoding::EXPLICIT_LE));
+    for cut in [0, 1, body.len() / 3, body.len() / 2, body.len() - 1] {
+        let err = read(&part10("1.2.840.10008.1.2.1.99", &body[..cut])).unwrap_err();
+        assert!(err.starts_with("truncated"), "cut at {cut}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_deflate_stream_is_malformed() {
+    let mut body = deflate(&ct(Encoding::EXPLICIT_LE));
+    for b in &mut body[4..24] {
+        *b ^= 0x55;
+    }
+    let err = read(&part10("1.2.840.10008.1.2.1.99", &body)).unwrap_err();
+    assert!(err.starts_with("malformed") || err.starts_with("truncated"), "{err}");
+    let err = read(&part10("1.2.840.10008.1.2.1.99", &[0xFF; 64])).unwrap_err();
+    assert!(err.starts_with("malformed"), "{err}");
+}
+
+#[test]
+fn inflating_is_bounded() {
+    // An unwanted value larger than MAX_INFLATED, then the wanted tags: a
+    // few hundred KB that would inflate without end.
+    let big = crate::header::MAX_INFLATED as u32 + (1 << 20);
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2").head(t(0x0009, 0x1010), b"OB", big);
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&w.buf).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..big >> 20 {
+        z.write_all(&zeros).unwrap();
+    }
+    let mut tail = W::new(Encoding::EXPLICIT_LE);
+    tail.el(t(0x0020, 0x000E), b"UI", "3.4");
+    z.write_all(&tail.buf).unwrap();
+    let err = read(&part10("1.2.840.10008.1.2.1.99", &z.finish().unwrap())).unwrap_err();
+    assert!(err.starts_with("malformed") && err.contains("inflates past"), "{err}");
+}
+
+#[test]
+fn meta_value_running_past_the_end_of_a_file_is_truncated() {
+    // A meta element claiming ~4 GB, then nothing: read from a file (whose
+    // skips are not checked until the end), not an empty data set.
+    let mut m = W::new(Encoding::EXPLICIT_LE);
+    m.head(t(0x0002, 0x0001), b"OB", 0xFFFF_FFF0).raw(&[0, 1]);
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    bytes.extend_from_slice(&m.buf);
+    let dir = std::env::temp_dir().join(format!("fastindex-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = Schema::new(Vec::new()).unwrap();
+    for (name, tail) in [("meta_4gb", &[][..]), ("meta_4gb_stray", &[1u8, 2, 3][..])] {
+        let path = dir.join(name);
+        let mut data = bytes.clone();
+        data.extend_from_slice(tail);
+        std::fs::write(&path, &data).unwrap();
+        let r = crate::reader::read_path(&schema, &path, &mut Collected::default());
+        assert!(matches!(r, Err(Error::Truncated(_))), "{name}: {:?}", r.err());
+        assert!(matches!(read_bytes(&schema, &data, &mut Collected::default()), Err(Error::Truncated(_))), "{name} in memory");
+    }
+    // Three stray bytes after a complete meta group: cut short as well.
+    let mut data = part10("1.2.840.10008.1.2.1", &[]);
+    data.extend_from_slice(&[8, 0, 0x16]);
+    assert!(read(&data).unwrap_err().starts_with("truncated"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
