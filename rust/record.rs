@@ -219,26 +219,21 @@ impl Ctx<'_> {
     }
 
     fn shape_floats(&mut self, v: Option<Vec<f64>>, multi: bool) -> Value {
-        let v = v.filter(|v| !v.is_empty());
-        if multi {
-            return Value::Nums(v);
-        }
-        Value::Num(match v {
-            Some(v) if v.len() == 1 => Some(v[0]),
-            Some(_) => {
-                self.warnings += 1;
-                None
-            }
-            None => None,
-        })
+        self.shape(v, multi, Value::Num, Value::Nums)
     }
 
     fn shape_ints(&mut self, v: Option<Vec<i64>>, multi: bool) -> Value {
+        self.shape(v, multi, Value::Int, Value::Ints)
+    }
+
+    /// One value, or a list when the dictionary allows several; several
+    /// where one is allowed do not parse (null, and a warning).
+    fn shape<T: Copy>(&mut self, v: Option<Vec<T>>, multi: bool, one: fn(Option<T>) -> Value, many: fn(Option<Vec<T>>) -> Value) -> Value {
         let v = v.filter(|v| !v.is_empty());
         if multi {
-            return Value::Ints(v);
+            return many(v);
         }
-        Value::Int(match v {
+        one(match v {
             Some(v) if v.len() == 1 => Some(v[0]),
             Some(_) => {
                 self.warnings += 1;

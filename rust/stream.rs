@@ -133,6 +133,16 @@ impl Stream<'_, '_> {
         Ok(Header { tag, vr: Some(vr), len })
     }
 
+    /// Has a defined-length item or sequence ended here? Past its end is
+    /// damage: the lengths inside it disagree with its own.
+    fn reached(&self, end: u64, overrun: &str) -> Result<bool> {
+        let pos = self.src.position();
+        if pos > end {
+            return Err(Error::Malformed(format!("{overrun} at byte {end}")));
+        }
+        Ok(pos == end)
+    }
+
     /// Read the top-level data set until no wanted tag can follow.
     pub fn top(&mut self, enc: Encoding) -> Result<()> {
         let root = &self.schema.root;
@@ -147,12 +157,8 @@ impl Stream<'_, '_> {
         let mut cursor = 0usize;
         loop {
             if let Some(end) = end {
-                let pos = self.src.position();
-                if pos == end {
+                if self.reached(end, "an element runs past the end of its item")? {
                     return Ok(());
-                }
-                if pos > end {
-                    return Err(Error::Malformed(format!("an element runs past the end of its item at byte {end}")));
                 }
             } else if top && self.src.at_end()? {
                 return Ok(());
@@ -253,12 +259,8 @@ impl Stream<'_, '_> {
         let mut index = 0usize;
         loop {
             if let Some(end) = end {
-                let pos = self.src.position();
-                if pos == end {
+                if self.reached(end, "an item runs past the end of its sequence")? {
                     return Ok(());
-                }
-                if pos > end {
-                    return Err(Error::Malformed(format!("an item runs past the end of its sequence at byte {end}")));
                 }
             }
             let t: [u8; 8] = self.src.take_array()?;
