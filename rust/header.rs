@@ -45,7 +45,12 @@ pub fn read(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Resul
     if !part10 && !has_meta && !plausible_start(src)? {
         return Err(Error::NotDicom);
     }
-    let result = read_dataset(src, schema, out, &mut info);
+    let mut result = read_dataset(src, schema, out, &mut info);
+    // A file's skips are checked only at its end: damage met after a skip
+    // that ran past the end is the truncation's doing, as it is in memory.
+    if matches!(result, Err(Error::Malformed(_))) && src.overran()? {
+        result = Err(Error::Truncated(src.position()));
+    }
     match result {
         // A bare data set that failed before yielding anything was never
         // shown to be DICOM.

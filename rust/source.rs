@@ -184,6 +184,12 @@ impl<'a> Source<'a> {
         Ok(Some(&self.buf[self.start..self.start + n]))
     }
 
+    /// Did a skip run past the end of the data? A file notices only when
+    /// asked (its skips move an offset); a stream when it skips.
+    pub fn overran(&mut self) -> Result<bool> {
+        Ok(self.input.overran()?)
+    }
+
     /// True when nothing at all is left; a skip past the end is truncation.
     pub fn at_end(&mut self) -> Result<bool> {
         if self.fill(1)? > 0 {

@@ -434,3 +434,45 @@ fn meta_value_running_past_the_end_of_a_file_is_truncated() {
     assert!(read(&data).unwrap_err().starts_with("truncated"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Read `bytes` from a file and from memory: the same outcome either way.
+fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
+    let show = |r: crate::error::Result<Outcome>| match r {
+        Ok(Outcome::Indexed(r)) => format!("indexed {:?}", r.values),
+        Ok(Outcome::Skipped { reason, .. }) => reason.to_string(),
+        Err(e) => e.reason().to_string(),
+    };
+    let schema = Schema::new(Vec::new()).unwrap();
+    let path = std::env::temp_dir().join(format!("fastindex-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let from_file = show(crate::reader::read_path(&schema, &path, &mut Collected::default()));
+    std::fs::remove_file(&path).unwrap();
+    (from_file, show(read_bytes(&schema, bytes, &mut Collected::default())))
+}
+
+#[test]
+fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
+    // Found by fuzz/fuzz_targets/file.rs: a wanted sequence of defined
+    // length whose second (unwanted) item claims more bytes than the file
+    // has. In memory the skip fails: truncated. From a file the skip only
+    // moved an offset, then the sequence's end check said malformed.
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    let mut first = W::new(Encoding::EXPLICIT_LE);
+    first.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    w.head(t(0x0008, 0x1140), b"SQ", 8 + first.buf.len() as u32 + 8 + 16);
+    w.item(first.buf.len() as u32).raw(&first.buf).item(0xFF40).raw(&[0x41; 40]);
+    for (name, bytes) in [("item", w.buf.clone()), ("item_part10", part10("1.2.840.10008.1.2.1", &w.buf))] {
+        let (from_file, from_memory) = read_both(name, &bytes);
+        assert_eq!(from_file, "truncated", "{name}");
+        assert_eq!(from_memory, "truncated", "{name}");
+    }
+    // An unwanted value past the end inside a wanted item of defined length.
+    let mut inner = W::new(Encoding::EXPLICIT_LE);
+    inner.head(t(0x0008, 0x1150), b"UI", 0xFFF0).raw(b"1.2");
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2").head(t(0x0008, 0x1140), b"SQ", inner.buf.len() as u32 + 8);
+    w.item(inner.buf.len() as u32).raw(&inner.buf);
+    let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", &w.buf));
+    assert_eq!((from_file.as_str(), from_memory.as_str()), ("truncated", "truncated"));
+}
