@@ -357,6 +357,74 @@ fn errors_carry_their_reason() {
     assert_eq!(Error::NotDicom.reason(), "not_dicom");
 }
 
+mod aggregation {
+    use crate::aggregate::Aggregator;
+    use crate::fields::{index_of, FIELDS};
+    use crate::record::{Record, Value};
+
+    fn rec(series: &str, sub: &str, sop: &str, modality: &str, refs: [&str; 3], frame: &str) -> Record {
+        let mut values: Vec<Value> = FIELDS.iter().map(|_| Value::Str(String::new())).collect();
+        let mut set = |name: &str, v: &str| values[index_of(name).unwrap()] = Value::Str(v.into());
+        set("study", "st");
+        set("series", series);
+        set("subseries", sub);
+        set("instance_uid", sop);
+        set("modality", modality);
+        set("reference_ct", refs[0]);
+        set("reference_rs", refs[1]);
+        set("reference_pl", refs[2]);
+        set("reference_frame", frame);
+        Record { values, extras: vec![], warnings: 0 }
+    }
+
+    fn add_all(order: &[usize], recs: &[(Record, &str)]) -> Aggregator {
+        let mut a = Aggregator::default();
+        for &i in order {
+            a.add(recs[i].0.clone(), recs[i].1.into());
+        }
+        a
+    }
+
+    #[test]
+    fn counts_distinct_instances_and_resolves_whatever_the_order() {
+        let recs = vec![
+            (rec("ct", "1", "ct.1", "CT", ["", "", ""], "f"), "b/1"),
+            (rec("ct", "1", "ct.1", "CT", ["", "", ""], "f"), "a/1"), // a copy
+            (rec("ct", "1", "ct.2", "CT", ["", "", ""], "f"), "c/2"),
+            (rec("ct", "2", "ct.3", "CT", ["", "", ""], "f"), "d/3"),
+            (rec("rs", "default", "rs.1", "RTSTRUCT", ["ct", "", ""], "f"), "e"),
+            (rec("rp", "default", "rp.1", "RTPLAN", ["", "rs.1", ""], "f"), "f"),
+            (rec("pt", "default", "pt.1", "PT", ["", "", ""], "f"), "g"),
+            (rec("other", "default", "ct.2", "CT", ["", "", "outside"], ""), "h"), // same SOP in a second series
+        ];
+        let orders: [&[usize]; 3] = [&[0, 1, 2, 3, 4, 5, 6, 7], &[7, 6, 5, 4, 3, 2, 1, 0], &[2, 7, 1, 4, 0, 6, 3, 5]];
+        let mut seen = Vec::new();
+        for order in orders {
+            let a = add_all(order, &recs);
+            assert_eq!(a.duplicates, 1);
+            let (groups, unresolved) = a.sorted();
+            assert_eq!(unresolved, 1);
+            let view: Vec<_> = groups
+                .iter()
+                .map(|(g, l)| (g.key.2.clone(), g.key.3.clone(), g.instances(), g.path.clone(), l.series.clone(), l.modalities.clone()))
+                .collect();
+            seen.push(view);
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]));
+        let view = &seen[0];
+        let ct1 = view.iter().find(|v| v.0 == "ct" && v.1 == "1").unwrap();
+        assert_eq!((ct1.2, ct1.3.to_str().unwrap()), (2, "a/1"));
+        let rs = view.iter().find(|v| v.0 == "rs").unwrap();
+        assert_eq!((rs.4.clone(), rs.5.clone()), (vec!["ct".to_string()], vec!["CT".to_string()]));
+        let rp = view.iter().find(|v| v.0 == "rp").unwrap();
+        assert_eq!(rp.4, vec!["rs".to_string()]);
+        let pt = view.iter().find(|v| v.0 == "pt").unwrap();
+        assert_eq!(pt.4, vec!["ct".to_string()]);
+        let other = view.iter().find(|v| v.0 == "other").unwrap();
+        assert_eq!(other.2, 1);
+    }
+}
+
 // Hostile input (tests/hostile.py, fuzz/): damage in a deflated data set is
 // truncation or malformation, never an I/O error, and inflating is bounded.
 

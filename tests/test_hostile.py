@@ -33,20 +33,6 @@ FILE_REASONS = {"not_dicom", "no_series_uid", "dicomdir", "truncated", "malforme
 TWIN = "twin"
 PATH_FIELDS = ("file_path", "folder")
 
-# Known bugs outside the reader, each with its test kept here: marked xfail
-# (not strict: some are timing-dependent) so that `make test` stays green
-# until they are fixed; remove the mark with the fix.
-FALLBACK_COST = pytest.mark.xfail(
-    reason="fallback.py: pydicom walks up to 64 MiB of zeros (~35 s) and inflates a deflated data set without limit",
-    strict=False,
-)
-FALLBACK_FIFO = pytest.mark.xfail(reason="fallback.py: read_dataset() opens a FIFO with a blocking open()", strict=False)
-CLI_GROUP = pytest.mark.xfail(
-    reason="cli.py: an OSError raised inside the anyio task group arrives as an ExceptionGroup, which `except OSError` misses",
-    strict=False,
-)
-SHORT_WRITE = pytest.mark.xfail(reason="write.py: BufferedWriter.write() returns a short count when a signal interrupts it; the rest is dropped", strict=False)
-EARLY_SIGNAL = pytest.mark.xfail(reason="cli.py: a signal before anyio installs its receiver raises KeyboardInterrupt: traceback, exit -2, temp file left", strict=False)
 
 
 def cli(*args, cwd, timeout=60, **kw) -> subprocess.CompletedProcess:
@@ -242,7 +228,6 @@ def test_zero_tail_sparse_file_fails_fast_in_rust(tmp_path):
     assert rchar() - before < 1 << 20
 
 
-@FALLBACK_COST
 @pytest.mark.parametrize("kind", ["zero_tail_sparse", "deflate_bomb"])
 def test_damaged_large_files_cost_little_time(tmp_path, kind):
     """The whole pipeline, pydicom fallback included, must give up on these
@@ -268,7 +253,7 @@ def test_damaged_large_files_cost_little_time(tmp_path, kind):
 # Non-regular files through the Python API
 
 
-@pytest.mark.parametrize("engine", ["rust", "auto", pytest.param("pydicom", marks=FALLBACK_FIFO)])
+@pytest.mark.parametrize("engine", ["rust", "auto", "pydicom"])
 def test_fifo_is_refused_without_blocking(tmp_path, engine):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -442,7 +427,6 @@ def test_interrupted_output_file_is_untouched(slow_tree, signum, code):
     assert b"Traceback" not in err
 
 
-@SHORT_WRITE
 def test_interrupted_stdout_has_no_torn_line(slow_tree):
     """Interrupted while blocked writing to a full pipe: the lines written
     are whole (a short write must be finished, not dropped). Three tries:
@@ -461,9 +445,9 @@ def test_interrupted_stdout_has_no_torn_line(slow_tree):
     "args",
     [
         ["-o", "/dev/full"],
-        pytest.param(["--level", "instance", "-o", "/dev/full"], marks=CLI_GROUP),
-        pytest.param(["--errors", "/dev/full"], marks=CLI_GROUP),
-        pytest.param(["--level", "instance", "--errors", "/dev/full"], marks=CLI_GROUP),
+        ["--level", "instance", "-o", "/dev/full"],
+        ["--errors", "/dev/full"],
+        ["--level", "instance", "--errors", "/dev/full"],
     ],
     ids=["subseries", "instance", "errors", "instance-errors"],
 )
@@ -474,7 +458,6 @@ def test_full_disk_fails_clearly(tree, args):
     assert b"Traceback" not in proc.stderr
 
 
-@CLI_GROUP
 def test_stdout_on_a_full_disk_fails_clearly(tree):
     with open("/dev/full", "wb") as full:
         proc = subprocess.run([sys.executable, "-m", "fastindex", "tree/good"], cwd=tree.root.parent, stdout=full, stderr=subprocess.PIPE, timeout=60)
@@ -483,7 +466,6 @@ def test_stdout_on_a_full_disk_fails_clearly(tree):
     assert b"Traceback" not in proc.stderr and b"Exception ignored" not in proc.stderr
 
 
-@EARLY_SIGNAL
 def test_interrupted_at_start_leaves_nothing(slow_tree):
     """SIGINT as soon as the temporary output file exists (before the run
     proper): still exit 130, output untouched, no temporary file left."""
@@ -499,7 +481,6 @@ def test_interrupted_at_start_leaves_nothing(slow_tree):
     assert b"Traceback" not in err
 
 
-@CLI_GROUP
 def test_closed_stdout_is_not_a_crash(tree):
     """`fastindex ... | head -c 100`: the reader goes away; no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "fastindex", "--level", "instance", "tree/many"], cwd=tree.root.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -511,10 +492,9 @@ def test_closed_stdout_is_not_a_crash(tree):
     assert b"Traceback" not in err, err.decode()[-2000:]
 
 
-PARQUET_PATHS = pytest.mark.xfail(reason="write.py: ParquetWriter hands pyarrow a str with surrogate escapes: UnicodeEncodeError traceback", strict=False)
 
 
-@pytest.mark.parametrize("fmt", ["ndjson", "csv", pytest.param("parquet", marks=PARQUET_PATHS)])
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
 def test_non_utf8_paths_at_subseries_level_in_every_format(tmp_path, fmt):
     """The representative's path, not valid UTF-8, comes back byte for byte."""
     if fmt == "parquet":

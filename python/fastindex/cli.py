@@ -53,8 +53,9 @@ def _progress(summary: Summary) -> None:
     sys.stderr.flush()
 
 
-async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None):
-    """Run, unless a signal comes first; returns (summary, signal number)."""
+async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, early: list[int]):
+    """Run, unless a signal comes first; returns (summary, signal number).
+    `early` holds signals that came before the receiver was listening."""
     result: list = [None, None]
 
     def on_problem(display: str, reason: str, message: str) -> None:
@@ -63,6 +64,10 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
 
     async def watch(scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if early:
+                result[1] = early[0]
+                scope.cancel()
+                return
             async for signum in signals:
                 result[1] = signum
                 scope.cancel()
@@ -82,10 +87,37 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
     return result
 
 
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind an error, also when a task group wrapped it."""
+    if isinstance(e, OSError):
+        return e
+    for inner in getattr(e, "exceptions", ()):
+        found = _os_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (closed pipe, full disk), send what is left in
+    its buffer nowhere, so that the exit does not fail once more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     # The run makes few Python objects and no cycles worth collecting; the
     # collector's passes over the import-time heap are pure cost.
     gc.disable()
+    # A signal before the run listens for them is kept and acted on, not
+    # raised as KeyboardInterrupt half-way through opening the outputs.
+    early: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda n, _frame: early.append(n))
     args = parser().parse_args(argv)
     try:
         # Split on commas, but not inside "(gggg,eeee)".
@@ -119,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.errors:
             outputs.append(Output(args.errors))
             errors = NdjsonWriter(outputs[-1])
-        summary, signum = anyio.run(_main, args, options, out, errors)
+        summary, signum = anyio.run(_main, args, options, out, errors, early)
+        signum = signum or (early[0] if early else None)
         if signum is not None:
             for o in outputs:
                 o.abort()
@@ -128,10 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         out.finish()
         if errors:
             errors.finish()
-    except OSError as e:
+    except BaseException as caught:
+        e = _os_error(caught)
+        if e is None:
+            raise
         for o in outputs:
             o.abort()
-        print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
+        _silence_stdout()
+        if isinstance(e, BrokenPipeError):
+            print("fastindex: output closed by the reader", file=sys.stderr)
+        else:
+            print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
         return EXIT_FATAL
     if options.progress:
         sys.stderr.write("\r\x1b[K")

@@ -11,13 +11,18 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
+import zlib
 from typing import Any, Sequence
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_partial, read_preamble
+from pydicom.filereader import read_dataset as read_dataset_from
 from pydicom.multival import MultiValue
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .fields import FIELDS, Field
 from .outcomes import NotIndexed
@@ -196,11 +201,49 @@ def _transfer_syntax(ds: Dataset) -> str:
     return str(ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
-def read_dataset(path: str | os.PathLike) -> Dataset:
-    with open(path, "rb", buffering=0) as raw, warnings.catch_warnings():
+def _stop_after(last_wanted: int):
+    """pydicom's stop condition, the fast path's: past the last wanted tag,
+    at the pixel data, or at a second tag (0000,0000), which only damage
+    writes (a flood of zeros then costs two elements, not 64 MiB of them).
+    pydicom may ask twice about the first element."""
+    zeros = 0
+
+    def stop(tag, vr, length) -> bool:
+        nonlocal zeros
+        zeros += tag == 0
+        return tag > last_wanted or tag == 0x7FE00010 or zeros > 1
+
+    return stop
+
+
+def _open(path) -> io.FileIO:
+    """Open without blocking: a FIFO swapped in after the walk must not hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotIndexed("not_regular", "not a regular file (FIFO, socket or device)")
+    return io.FileIO(fd, "rb")
+
+
+def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Dataset:
+    stop = _stop_after(last_wanted)
+    with _open(path) as raw, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        capped = io.BufferedReader(_Capped(raw, READ_LIMIT))
-        return pydicom.dcmread(capped, stop_before_pixels=True, force=True)
+        fp = io.BufferedReader(_Capped(raw, READ_LIMIT))
+        preamble = read_preamble(fp, True)
+        if preamble is None:
+            fp.seek(0)
+        meta = _read_file_meta_info(fp)
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            fp.seek(0)
+            return read_partial(fp, stop_when=stop, force=True)
+        # pydicom would inflate the whole rest of the file in one call, as
+        # large as a hostile file makes it; inflate at most READ_LIMIT here.
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(fp.read(), READ_LIMIT)
+        ds = read_dataset_from(DicomBytesIO(inflated), False, True, stop_when=stop)
+        out = FileDataset(str(path), ds, preamble=preamble, file_meta=meta)
+        out.set_original_encoding(False, True, ds._character_set)
+        return out
 
 
 def folder_of(display: str) -> str:
@@ -239,16 +282,19 @@ NOT_DICOM = "neither a DICOM Part 10 file nor a bare data set"
 
 
 def _part10(path) -> bool:
-    with open(path, "rb") as f:
+    with _open(path) as f:
         head = f.read(132)
     return head[128:132] == b"DICM" or head[:2] == b"\x02\x00"
 
 
 def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
     """Read one file with pydicom; raises NotIndexed when it gives no record."""
+    last_wanted = max([p[0] for f in FIELDS for p in f.sources] + [e[1] for e in extras])
     try:
         part10 = _part10(path)
-        ds = read_dataset(path)
+        ds = read_dataset(path, last_wanted)
+    except NotIndexed:
+        raise
     except OSError as e:
         raise NotIndexed("unreadable", str(e)) from None
     except Exception as e:  # pydicom raises many kinds on damaged files

@@ -90,12 +90,19 @@ def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tu
     return out
 
 
+def write_all(f: BinaryIO, data: bytes) -> None:
+    """Write every byte: a write a signal interrupts may take only part."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) or 0 :]
+
+
 class NdjsonWriter:
     def __init__(self, out: Output, cols: list[tuple[str, str]] | None = None):
         self.out = out
 
     def write(self, records: Iterable[dict]) -> None:
-        self.out.file.write(b"".join(map(dumps, records)))
+        write_all(self.out.file, b"".join(map(dumps, records)))
 
     def finish(self) -> None:
         self.out.commit()
@@ -150,9 +157,27 @@ class ParquetWriter:
 
         types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
         schema = pa.schema([(n, types[t]) for n, t in self.cols])
+        # Parquet strings are UTF-8. Should a path not be, the path columns
+        # hold the exact bytes (binary) rather than an approximation.
+        if any(not _utf8(r[k]) for r in self.rows for k in _PATHS):
+            for r in self.rows:
+                for k in _PATHS:
+                    r[k] = os.fsencode(r[k])
+            schema = pa.schema([(n, pa.binary() if n in _PATHS else t) for n, t in zip(schema.names, schema.types)])
         table = pa.Table.from_pylist(self.rows, schema=schema)
         pq.write_table(table, self.out.file)
         self.out.commit()
+
+
+_PATHS = ("file_path", "folder")
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 FORMATS = {"ndjson": NdjsonWriter, "csv": CsvWriter, "parquet": ParquetWriter}
