@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 from typing import Iterable, Iterator, Literal
 
@@ -80,6 +81,9 @@ def read_header(
 
     extras = resolve(tags or ())
     [(p, display)] = roots([path], relative_to)
+    # As the walker does: FIFOs, sockets and devices are never read.
+    if not stat.S_ISREG(os.stat(p).st_mode):
+        raise NotIndexed("not_regular", "not a regular file (FIFO, socket or device)")
     if engine == "pydicom":
         return fallback.read_record(p, display, extras)[0]
     if engine not in ("rust", "auto"):
