@@ -67,18 +67,6 @@ impl Schema {
 }
 
 #[pyclass(frozen, module = "fastindex._native")]
-struct Batch {
-    entries: Mutex<Vec<Entry>>,
-}
-
-#[pymethods]
-impl Batch {
-    fn __len__(&self) -> usize {
-        lock(&self.entries).len()
-    }
-}
-
-#[pyclass(frozen, module = "fastindex._native")]
 struct Walker {
     inner: CoreWalker,
 }
@@ -94,10 +82,6 @@ impl Walker {
         Walker { inner: CoreWalker::start(roots, follow_symlinks, batch_size, concurrency) }
     }
 
-    /// The next batch of entries, or None when the walk is over.
-    fn next_batch(&self, py: Python<'_>) -> Option<Batch> {
-        py.detach(|| self.inner.next_batch()).map(|entries| Batch { entries: Mutex::new(entries) })
-    }
 }
 
 fn problem<'py>(py: Python<'py>, e: &Entry, reason: &str, message: &str) -> PyResult<Bound<'py, PyTuple>> {
@@ -120,24 +104,29 @@ thread_local! {
 
 type Failure = (Entry, &'static str, String);
 
-/// Read every file of a batch and fold its records into `aggregator`.
-/// Returns (dicts, problems, indexed, warnings): the per-file records as
-/// dicts when `dicts` is true (else None), and (path, display, reason,
-/// message) for every entry that gave no record; reason "unsupported" or
-/// "malformed" asks for the pydicom fallback.
+type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64);
+
+/// Take the walker's next batch, read every file of it and fold its
+/// records into `aggregator`: one call, one hand-off to a worker thread.
+/// Returns None when the walk is over, else (dicts, problems, indexed,
+/// warnings): the per-file records as dicts when `dicts` is true (else
+/// None), and (path, display, reason, message) for every entry that gave
+/// no record; reason "unsupported" or "malformed" asks for the pydicom
+/// fallback.
 #[pyfunction]
-#[pyo3(signature = (schema, batch, aggregator, dicts = false))]
+#[pyo3(signature = (schema, walker, aggregator, dicts = false))]
 fn read_batch<'py>(
     py: Python<'py>,
     schema: Py<Schema>,
-    batch: &Bound<'py, Batch>,
+    walker: &Bound<'py, Walker>,
     aggregator: &Bound<'py, Aggregator>,
     dicts: bool,
-) -> PyResult<(Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64)> {
-    let entries = std::mem::take(&mut *lock(&batch.get().entries));
+) -> PyResult<Option<BatchResult<'py>>> {
     let core = schema.get().inner.clone();
     let agg = aggregator.get();
-    let (items, failures, indexed, warnings) = py.detach(move || {
+    let walker = walker.get();
+    let Some((items, failures, indexed, warnings)) = py.detach(move || {
+        let entries = walker.inner.next_batch()?;
         let mut items: Vec<(OsString, Record)> = Vec::with_capacity(entries.len());
         let mut failures: Vec<Failure> = Vec::new();
         let mut warnings = 0u64;
@@ -169,8 +158,10 @@ fn read_batch<'py>(
         if !dicts {
             agg.add_all(std::mem::take(&mut items));
         }
-        (items, failures, indexed, warnings)
-    });
+        Some((items, failures, indexed, warnings))
+    }) else {
+        return Ok(None);
+    };
     let problems = PyList::empty(py);
     for (e, reason, message) in &failures {
         problems.append(problem(py, e, reason, message)?)?;
@@ -186,7 +177,7 @@ fn read_batch<'py>(
     } else {
         None
     };
-    Ok((out, problems, indexed, warnings))
+    Ok(Some((out, problems, indexed, warnings)))
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -400,7 +391,6 @@ fn field_table(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
     m.add_class::<Walker>()?;
-    m.add_class::<Batch>()?;
     m.add_class::<Aggregator>()?;
     m.add_function(wrap_pyfunction!(read_batch, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;

@@ -100,12 +100,12 @@ async def run(
 
     async def worker() -> None:
         while True:
-            batch = await anyio.to_thread.run_sync(walker.next_batch, limiter=limiter)
-            if batch is None:
-                return
-            dicts, problems, indexed, warnings = await anyio.to_thread.run_sync(
-                _native.read_batch, schema, batch, aggregator, on_records is not None, limiter=limiter
+            result = await anyio.to_thread.run_sync(
+                _native.read_batch, schema, walker, aggregator, on_records is not None, limiter=limiter
             )
+            if result is None:
+                return
+            dicts, problems, indexed, warnings = result
             summary.indexed += indexed
             summary.warnings += warnings
             if dicts is not None:
