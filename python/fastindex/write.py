@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import stat
 import sys
-import tempfile
 from typing import BinaryIO, Iterable, Sequence
 
 import orjson
@@ -21,6 +18,8 @@ def dumps(record: dict) -> bytes:
     try:
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:
+        import json
+
         # A path that is not valid UTF-8 reaches us with surrogate escapes,
         # which orjson refuses; the standard encoder writes them as \udcXX,
         # which json.loads and os.fsencode turn back into the same bytes.
@@ -47,6 +46,8 @@ class Output:
         if special:
             self.file = open(path, "wb")
             return
+        import tempfile  # a few milliseconds of start-up, only when needed
+
         folder = os.path.dirname(os.path.abspath(path))
         fd, self._tmp = tempfile.mkstemp(prefix=".fastindex-", suffix=".part", dir=folder)
         umask = os.umask(0)
@@ -121,6 +122,8 @@ class CsvWriter:
     """A header row, then one row per record; arrays joined by `\\`."""
 
     def __init__(self, out: Output, cols: list[tuple[str, str]]):
+        import csv
+
         self.out = out
         self.names = [n for n, _ in cols]
         self._text = io.TextIOWrapper(out.file, encoding="utf-8", errors="surrogateescape", newline="", write_through=True)
