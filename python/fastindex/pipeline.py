@@ -1,9 +1,10 @@
 """walk → read → record → aggregate, as an anyio task pool.
 
-A Rust thread walks; `jobs` tasks each take a batch of paths, have the
-Rust reader parse it in a worker thread with the GIL released, and hand
-the records on: to the Rust aggregator (subseries) or to the caller as
-they come (instances). What the fast path declines goes to pydicom.
+A Rust thread walks (prefetching headers when the disk is cold); `jobs`
+tasks each have the Rust reader take the next batch of paths, parse it and
+fold its records into the Rust aggregator, in a worker thread with the GIL
+released; per-file records also go to the caller as they come (--level
+instance). What the fast path declines goes to pydicom.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio.to_thread
 
 from . import _native
 from .outcomes import FALLBACK_REASONS, NotIndexed, Summary
+
 
 @dataclass
 class Options:
