@@ -9,7 +9,8 @@ use flate2::read::DeflateDecoder;
 use crate::error::{Error, Result};
 use crate::schema::Schema;
 use crate::source::{Source, StreamInput};
-use crate::stream::{valid_vr, Collected, Encoding, Stream};
+use crate::decode::{latin1, trim};
+use crate::stream::{long_length, valid_vr, Collected, Encoding, Stream};
 
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -51,14 +52,12 @@ pub fn read(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Resul
     if matches!(result, Err(Error::Malformed(_))) && src.overran()? {
         result = Err(Error::Truncated(src.position()));
     }
-    match result {
-        // A bare data set that failed before yielding anything was never
-        // shown to be DICOM.
-        Err(_) if !part10 && !has_meta && !out.found_any => Err(Error::NotDicom),
-        Ok(()) if !part10 && !has_meta && !out.found_any => Err(Error::NotDicom),
-        Err(e) => Err(e),
-        Ok(()) => Ok(info),
+    // A bare data set that yielded nothing, whether it then failed or not,
+    // was never shown to be DICOM.
+    if !part10 && !has_meta && !out.found_any {
+        return Err(Error::NotDicom);
     }
+    result.map(|()| info)
 }
 
 /// The meta group: explicit VR little endian elements of group 0002.
@@ -74,7 +73,7 @@ fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<bool> {
         let h: [u8; 8] = src.take_array()?;
         let element = u16::from_le_bytes([h[2], h[3]]);
         let vr = [h[4], h[5]];
-        let len = if matches!(&vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT" | b"UC" | b"UR" | b"OD" | b"OF" | b"OL" | b"OV" | b"SV" | b"UV") {
+        let len = if long_length(vr) {
             u32::from_le_bytes(src.take_array()?)
         } else {
             u16::from_le_bytes([h[6], h[7]]) as u32
@@ -86,17 +85,12 @@ fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<bool> {
             _ => None,
         };
         match keep {
-            Some(dest) if len <= 1024 => *dest = uid_text(src.take(len as usize)?),
+            Some(dest) if len <= 1024 => *dest = trim(&latin1(src.take(len as usize)?)).to_owned(),
             _ if len == 0xFFFF_FFFF => return Err(Error::Malformed("undefined length in the meta group".into())),
             _ => src.skip(len as u64)?,
         }
     }
     Ok(any)
-}
-
-fn uid_text(bytes: &[u8]) -> String {
-    let s: String = bytes.iter().map(|&b| b as char).collect();
-    s.trim_end_matches(['\0', ' ']).trim_start_matches(' ').to_string()
 }
 
 /// A bare data set must start like one: a small even group in one byte

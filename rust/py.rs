@@ -58,12 +58,6 @@ impl Schema {
             .collect();
         Ok(Schema { inner: Arc::new(inner), names })
     }
-
-    /// Names of the extra fields, in order.
-    #[getter]
-    fn extra_names(&self) -> Vec<String> {
-        self.inner.extras.iter().map(|e| e.name.clone()).collect()
-    }
 }
 
 #[pyclass(frozen, module = "fastindex._native")]
@@ -395,7 +389,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_batch, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
-    m.add("MAX_DEPTH", crate::stream::MAX_DEPTH)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -20,10 +20,6 @@ pub enum Entry {
 }
 
 impl Node {
-    pub fn get(&self, tag: Tag) -> Option<&Entry> {
-        self.entries.binary_search_by_key(&tag, |e| e.0).ok().map(|i| &self.entries[i].1)
-    }
-
     /// The last wanted tag here: nothing after it matters.
     pub fn max_tag(&self) -> Tag {
         self.entries.last().map_or(0, |e| e.0)

@@ -84,7 +84,7 @@ struct Header {
 }
 
 /// VRs whose explicit encoding has a 4-byte length after 2 reserved bytes.
-fn long_length(vr: [u8; 2]) -> bool {
+pub fn long_length(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
         b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"

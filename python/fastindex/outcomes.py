@@ -40,7 +40,6 @@ class Summary:
     duplicates: int = 0
     #: references (reference_ct/rs/pl) to instances or series not in the index
     unresolved: int = 0
-    subseries: int = 0
     seconds: float = 0.0
     reasons: Counter = dataclasses.field(default_factory=Counter)
 

@@ -135,7 +135,6 @@ async def run(
         outer.cancel_scope.cancel()
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved
-    summary.subseries = len(aggregator)
     summary.seconds = time.perf_counter() - started
     return summary, aggregator
 
