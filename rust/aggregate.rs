@@ -100,7 +100,12 @@ impl Aggregator {
 
     pub fn add(&mut self, record: Record, path: OsString) {
         let [p, st, se, sub] = self.fields.key;
-        let (key_hash, found) = self.find([record.get(p), record.get(st), record.get(se), record.get(sub)]);
+        let (key_hash, found) = self.find([
+            record.get(p),
+            record.get(st),
+            record.get(se),
+            record.get(sub),
+        ]);
         let sop = record.get(self.fields.sop);
         let hashed = (!sop.is_empty()).then(|| sop_hash(sop));
         let id = match found {
@@ -115,8 +120,18 @@ impl Aggregator {
             None => {
                 let id = self.groups.len() as u32;
                 self.index.entry(key_hash).or_default().push(id);
-                let key = (record.get(p).to_owned(), record.get(st).to_owned(), record.get(se).to_owned(), record.get(sub).to_owned());
-                self.groups.push(Group { key, instances: 0, representative: record, path });
+                let key = (
+                    record.get(p).to_owned(),
+                    record.get(st).to_owned(),
+                    record.get(se).to_owned(),
+                    record.get(sub).to_owned(),
+                );
+                self.groups.push(Group {
+                    key,
+                    instances: 0,
+                    representative: record,
+                    path,
+                });
                 id
             }
         };
@@ -166,7 +181,10 @@ impl Aggregator {
             modality.entry(g.key.2.as_str()).or_insert(m);
             let frame = g.representative.get(f.frame);
             if m == "CT" && !frame.is_empty() {
-                ct_by_frame.entry((g.key.1.as_str(), frame)).or_default().insert(g.key.2.as_str());
+                ct_by_frame
+                    .entry((g.key.1.as_str(), frame))
+                    .or_default()
+                    .insert(g.key.2.as_str());
             }
         }
         let mut unresolved = 0;
@@ -199,7 +217,10 @@ impl Aggregator {
                 // says nothing about how series relate.
                 found.remove(g.key.2.as_str());
                 let links = Links {
-                    modalities: found.iter().map(|s| modality.get(s).copied().unwrap_or("").to_owned()).collect(),
+                    modalities: found
+                        .iter()
+                        .map(|s| modality.get(s).copied().unwrap_or("").to_owned())
+                        .collect(),
                     series: found.into_iter().map(str::to_owned).collect(),
                 };
                 (g, links)
@@ -209,7 +230,12 @@ impl Aggregator {
     }
 
     pub fn group(&self, key: &Key) -> Option<&Group> {
-        let (_, found) = self.find([key.0.as_str(), key.1.as_str(), key.2.as_str(), key.3.as_str()]);
+        let (_, found) = self.find([
+            key.0.as_str(),
+            key.1.as_str(),
+            key.2.as_str(),
+            key.3.as_str(),
+        ]);
         found.map(|id| &self.groups[id as usize])
     }
 

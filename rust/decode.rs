@@ -14,7 +14,12 @@ pub enum TextCodec {
     Utf8,
     /// A WHATWG encoding identical to pydicom's codec for these bytes,
     /// except where `c1_differs` (bytes 0x80-0x9F) or `multibyte_check`.
-    Other { charset: &'static Charset, c1_differs: bool, gbk: bool, sjis_single: bool },
+    Other {
+        charset: &'static Charset,
+        c1_differs: bool,
+        gbk: bool,
+        sjis_single: bool,
+    },
 }
 
 /// The codec for a SpecificCharacterSet value (raw bytes, as stored).
@@ -28,11 +33,18 @@ pub fn codec_for(raw: Option<&[u8]>) -> Result<TextCodec> {
     let whatwg = |label: &[u8]| Charset::for_label(label);
     let other = |label: &[u8], c1_differs: bool| -> Result<TextCodec> {
         whatwg(label)
-            .map(|charset| TextCodec::Other { charset, c1_differs, gbk: false, sjis_single: false })
+            .map(|charset| TextCodec::Other {
+                charset,
+                c1_differs,
+                gbk: false,
+                sjis_single: false,
+            })
             .ok_or_else(|| Error::Declined(format!("no decoder for character set {first:?}")))
     };
     match first {
-        "" | "ISO_IR 6" | "ISO 2022 IR 6" | "ISO_IR 100" | "ISO 2022 IR 100" => Ok(TextCodec::Latin1),
+        "" | "ISO_IR 6" | "ISO 2022 IR 6" | "ISO_IR 100" | "ISO 2022 IR 100" => {
+            Ok(TextCodec::Latin1)
+        }
         "ISO_IR 192" => Ok(TextCodec::Utf8),
         "ISO_IR 101" | "ISO 2022 IR 101" => other(b"iso-8859-2", false),
         "ISO_IR 109" | "ISO 2022 IR 109" => other(b"iso-8859-3", false),
@@ -44,19 +56,36 @@ pub fn codec_for(raw: Option<&[u8]>) -> Result<TextCodec> {
         // WHATWG reads these labels as windows-1254 / windows-874, which
         // agree with ISO 8859-9 / TIS-620 except in the C1 range.
         "ISO_IR 148" | "ISO 2022 IR 148" => other(b"iso-8859-9", true),
-        "GB18030" => Ok(TextCodec::Other { charset: encoding_rs::GB18030, c1_differs: false, gbk: false, sjis_single: false }),
-        "GBK" | "ISO 2022 GBK" => Ok(TextCodec::Other { charset: encoding_rs::GBK, c1_differs: false, gbk: true, sjis_single: false }),
-        "ISO_IR 13" | "ISO 2022 IR 13" => {
-            Ok(TextCodec::Other { charset: encoding_rs::SHIFT_JIS, c1_differs: false, gbk: false, sjis_single: true })
-        }
-        other => Err(Error::Declined(format!("character set {other:?} is read by pydicom"))),
+        "GB18030" => Ok(TextCodec::Other {
+            charset: encoding_rs::GB18030,
+            c1_differs: false,
+            gbk: false,
+            sjis_single: false,
+        }),
+        "GBK" | "ISO 2022 GBK" => Ok(TextCodec::Other {
+            charset: encoding_rs::GBK,
+            c1_differs: false,
+            gbk: true,
+            sjis_single: false,
+        }),
+        "ISO_IR 13" | "ISO 2022 IR 13" => Ok(TextCodec::Other {
+            charset: encoding_rs::SHIFT_JIS,
+            c1_differs: false,
+            gbk: false,
+            sjis_single: true,
+        }),
+        other => Err(Error::Declined(format!(
+            "character set {other:?} is read by pydicom"
+        ))),
     }
 }
 
 /// Decode text as pydicom would, or decline.
 pub fn decode_text(bytes: &[u8], codec: TextCodec) -> Result<String> {
     if bytes.contains(&0x1B) {
-        return Err(Error::Declined("text with ISO 2022 escape sequences".into()));
+        return Err(Error::Declined(
+            "text with ISO 2022 escape sequences".into(),
+        ));
     }
     match codec {
         TextCodec::Latin1 => Ok(latin1(bytes)),
@@ -64,17 +93,34 @@ pub fn decode_text(bytes: &[u8], codec: TextCodec) -> Result<String> {
             Ok(s) => Ok(s.to_owned()),
             Err(_) => Err(Error::Declined("text that is not valid UTF-8".into())),
         },
-        TextCodec::Other { charset, c1_differs, gbk, sjis_single } => {
+        TextCodec::Other {
+            charset,
+            c1_differs,
+            gbk,
+            sjis_single,
+        } => {
             if c1_differs && bytes.iter().any(|b| (0x80..0xA0).contains(b)) {
-                return Err(Error::Declined("C1 control bytes in single-byte text".into()));
+                return Err(Error::Declined(
+                    "C1 control bytes in single-byte text".into(),
+                ));
             }
             // Python's GBK has no four-byte sequences (a digit second byte).
-            if gbk && bytes.windows(2).any(|w| w[0] >= 0x81 && w[1].is_ascii_digit()) {
+            if gbk
+                && bytes
+                    .windows(2)
+                    .any(|w| w[0] >= 0x81 && w[1].is_ascii_digit())
+            {
                 return Err(Error::Declined("GB18030 sequences in GBK text".into()));
             }
             // ISO_IR 13 is single-byte JIS X 0201: half-width katakana only.
-            if sjis_single && bytes.iter().any(|&b| b >= 0x80 && !(0xA1..=0xDF).contains(&b)) {
-                return Err(Error::Declined("double-byte characters in ISO_IR 13 text".into()));
+            if sjis_single
+                && bytes
+                    .iter()
+                    .any(|&b| b >= 0x80 && !(0xA1..=0xDF).contains(&b))
+            {
+                return Err(Error::Declined(
+                    "double-byte characters in ISO_IR 13 text".into(),
+                ));
             }
             charset
                 .decode_without_bom_handling_and_without_replacement(bytes)
@@ -197,10 +243,16 @@ mod tests {
     #[test]
     fn charsets() {
         assert!(matches!(codec_for(None), Ok(TextCodec::Latin1)));
-        assert!(matches!(codec_for(Some(b"ISO_IR 192")), Ok(TextCodec::Utf8)));
+        assert!(matches!(
+            codec_for(Some(b"ISO_IR 192")),
+            Ok(TextCodec::Utf8)
+        ));
         assert!(codec_for(Some(b"ISO 2022 IR 87")).is_err());
         // The first term decides values without escapes, as in pydicom.
-        assert!(matches!(codec_for(Some(b"\\ISO 2022 IR 87")), Ok(TextCodec::Latin1)));
+        assert!(matches!(
+            codec_for(Some(b"\\ISO 2022 IR 87")),
+            Ok(TextCodec::Latin1)
+        ));
         let c = codec_for(Some(b"ISO_IR 100")).unwrap();
         assert_eq!(decode_text(b"Caf\xe9", c).unwrap(), "Café");
         assert!(decode_text(b"a\x1b$B", c).is_err());

@@ -122,20 +122,48 @@ pub static FIELDS: &[Field] = &[
     field!("modality", Code, Both, [&[tag(0x0008, 0x0060)]]),
     field!("instances", Count, Subseries, []),
     field!("instance_uid", Uid, Both, [&[tag(0x0008, 0x0018)]]),
-    field!("reference_ct", Uid, Both, [
-        // RTSTRUCT: the series its contours were drawn on.
-        &[REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, tag(0x3006, 0x0012), tag(0x3006, 0x0014), SERIES_INSTANCE_UID],
-        // SEG: the segmented series.
-        &[tag(0x0008, 0x1115), SERIES_INSTANCE_UID],
-        // Anything else: the first referenced image.
-        &[tag(0x0008, 0x1140), REFERENCED_SOP_INSTANCE_UID],
-    ]),
-    field!("reference_rs", Uid, Both, [&[tag(0x300C, 0x0060), REFERENCED_SOP_INSTANCE_UID]]),
-    field!("reference_pl", Uid, Both, [&[tag(0x300C, 0x0002), REFERENCED_SOP_INSTANCE_UID]]),
-    field!("reference_frame", Uid, Both, [
-        &[FRAME_OF_REFERENCE_UID],
-        &[REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, FRAME_OF_REFERENCE_UID],
-    ]),
+    field!(
+        "reference_ct",
+        Uid,
+        Both,
+        [
+            // RTSTRUCT: the series its contours were drawn on.
+            &[
+                REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+                tag(0x3006, 0x0012),
+                tag(0x3006, 0x0014),
+                SERIES_INSTANCE_UID
+            ],
+            // SEG: the segmented series.
+            &[tag(0x0008, 0x1115), SERIES_INSTANCE_UID],
+            // Anything else: the first referenced image.
+            &[tag(0x0008, 0x1140), REFERENCED_SOP_INSTANCE_UID],
+        ]
+    ),
+    field!(
+        "reference_rs",
+        Uid,
+        Both,
+        [&[tag(0x300C, 0x0060), REFERENCED_SOP_INSTANCE_UID]]
+    ),
+    field!(
+        "reference_pl",
+        Uid,
+        Both,
+        [&[tag(0x300C, 0x0002), REFERENCED_SOP_INSTANCE_UID]]
+    ),
+    field!(
+        "reference_frame",
+        Uid,
+        Both,
+        [
+            &[FRAME_OF_REFERENCE_UID],
+            &[
+                REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+                FRAME_OF_REFERENCE_UID
+            ],
+        ]
+    ),
     field!("folder", Folder, Both, []),
     field!("file_path", Path, Both, []),
     field!("orientation", Numbers, Both, [&[tag(0x0020, 0x0037)]]),
@@ -143,7 +171,12 @@ pub static FIELDS: &[Field] = &[
     field!("MR_repetition_time", Number, Both, [&[tag(0x0018, 0x0080)]]),
     field!("MR_echo_time", Number, Both, [&[tag(0x0018, 0x0081)]]),
     field!("MR_scan_sequence", Code, Both, [&[tag(0x0018, 0x0020)]]),
-    field!("MR_magnetic_field_strength", Number, Both, [&[tag(0x0018, 0x0087)]]),
+    field!(
+        "MR_magnetic_field_strength",
+        Number,
+        Both,
+        [&[tag(0x0018, 0x0087)]]
+    ),
     field!("MR_imaged_nucleus", Text, Both, [&[tag(0x0018, 0x0085)]]),
     // Extensions after the dictionary's 22: references resolved to series.
     field!("reference_series", ReferenceSeries, Subseries, []),
@@ -164,8 +197,11 @@ mod tests {
 
     #[test]
     fn dictionary_order_and_count() {
-        let subseries: Vec<_> =
-            FIELDS.iter().filter(|f| f.scope != Scope::Instance).map(|f| f.name).collect();
+        let subseries: Vec<_> = FIELDS
+            .iter()
+            .filter(|f| f.scope != Scope::Instance)
+            .map(|f| f.name)
+            .collect();
         assert_eq!(subseries.len(), 24);
         assert_eq!(subseries[0], "patient_ID");
         assert_eq!(subseries[21], "MR_imaged_nucleus");

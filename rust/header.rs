@@ -6,10 +6,10 @@ use std::io::{self, Read};
 
 use flate2::read::DeflateDecoder;
 
+use crate::decode::{latin1, trim};
 use crate::error::{Error, Result};
 use crate::schema::Schema;
 use crate::source::{Source, StreamInput};
-use crate::decode::{latin1, trim};
 use crate::stream::{long_length, valid_vr, Collected, Encoding, Stream};
 
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -41,7 +41,10 @@ pub fn read(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Resul
     if part10 {
         src.skip(132)?;
     }
-    let mut info = FileInfo { little: true, ..FileInfo::default() };
+    let mut info = FileInfo {
+        little: true,
+        ..FileInfo::default()
+    };
     let has_meta = read_meta(src, &mut info)?;
     if !part10 && !has_meta && !plausible_start(src)? {
         return Err(Error::NotDicom);
@@ -86,7 +89,11 @@ fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<bool> {
         };
         match keep {
             Some(dest) if len <= 1024 => *dest = trim(&latin1(src.take(len as usize)?)).to_owned(),
-            _ if len == 0xFFFF_FFFF => return Err(Error::Malformed("undefined length in the meta group".into())),
+            _ if len == 0xFFFF_FFFF => {
+                return Err(Error::Malformed(
+                    "undefined length in the meta group".into(),
+                ))
+            }
             _ => src.skip(len as u64)?,
         }
     }
@@ -96,7 +103,9 @@ fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<bool> {
 /// A bare data set must start like one: a small even group in one byte
 /// order. Text, images and archives do not.
 fn plausible_start(src: &mut Source<'_>) -> Result<bool> {
-    let Some(b) = src.peek(8)? else { return Ok(false) };
+    let Some(b) = src.peek(8)? else {
+        return Ok(false);
+    };
     let le = u16::from_le_bytes([b[0], b[1]]);
     let be = u16::from_be_bytes([b[0], b[1]]);
     let small = |g: u16| g <= 0x0010 && g % 2 == 0;
@@ -104,12 +113,22 @@ fn plausible_start(src: &mut Source<'_>) -> Result<bool> {
 }
 
 /// Pick the data set's encoding and read it.
-fn read_dataset(src: &mut Source<'_>, schema: &Schema, out: &mut Collected, info: &mut FileInfo) -> Result<()> {
+fn read_dataset(
+    src: &mut Source<'_>,
+    schema: &Schema,
+    out: &mut Collected,
+    info: &mut FileInfo,
+) -> Result<()> {
     let ts = info.transfer_syntax.as_str();
     if ts == DEFLATED_LE {
         let inflated = Capped(DeflateDecoder::new(src.take_reader()).take(MAX_INFLATED));
         let mut src = Source::inflated(Box::new(StreamInput(inflated)));
-        return Stream { src: &mut src, schema, out }.top(Encoding::EXPLICIT_LE);
+        return Stream {
+            src: &mut src,
+            schema,
+            out,
+        }
+        .top(Encoding::EXPLICIT_LE);
     }
     let Some(first) = src.peek(6)?.map(|b| [b[0], b[1], b[4], b[5]]) else {
         // An empty data set: only the meta group was there. Unless a skip
@@ -138,12 +157,21 @@ fn read_dataset(src: &mut Source<'_>, schema: &Schema, out: &mut Collected, info
             .to_string();
             enc
         }
-        IMPLICIT_LE => Encoding { explicit: looks_explicit, little: true },
-        EXPLICIT_BE => Encoding { explicit: looks_explicit, little: false },
+        IMPLICIT_LE => Encoding {
+            explicit: looks_explicit,
+            little: true,
+        },
+        EXPLICIT_BE => Encoding {
+            explicit: looks_explicit,
+            little: false,
+        },
         // Every other syntax, encapsulated ones included, is explicit VR
         // little endian up to the pixel data; like pydicom, believe the bytes
         // when they disagree with the declared VR mode.
-        _ => Encoding { explicit: looks_explicit, little: true },
+        _ => Encoding {
+            explicit: looks_explicit,
+            little: true,
+        },
     };
     info.little = enc.little;
     Stream { src, schema, out }.top(enc)
@@ -158,7 +186,10 @@ impl<R: Read> Read for Capped<R> {
         if n == 0 && !buf.is_empty() && self.0.limit() == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("inflates past {} MiB before the wanted tags", MAX_INFLATED >> 20),
+                format!(
+                    "inflates past {} MiB before the wanted tags",
+                    MAX_INFLATED >> 20
+                ),
             ));
         }
         Ok(n)

@@ -44,9 +44,17 @@ impl Prefetcher {
 
     /// Ask for the headers of a batch's files, unless they are cached.
     pub fn batch(&mut self, entries: &[Entry]) {
-        let files: Vec<&Entry> = entries.iter().filter(|e| matches!(e.found, Found::File)).collect();
+        let files: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| matches!(e.found, Found::File))
+            .collect();
         let step = (files.len() / SAMPLES).max(1);
-        if files.iter().step_by(step).take(SAMPLES).all(|e| cached(&e.path)) {
+        if files
+            .iter()
+            .step_by(step)
+            .take(SAMPLES)
+            .all(|e| cached(&e.path))
+        {
             return;
         }
         for e in files {
@@ -58,7 +66,11 @@ impl Prefetcher {
 }
 
 fn open(path: &PathBuf) -> Option<std::fs::File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).ok()
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
 }
 
 /// Is the first byte of the file in the page cache? (Errors: say yes, so
@@ -66,7 +78,10 @@ fn open(path: &PathBuf) -> Option<std::fs::File> {
 fn cached(path: &PathBuf) -> bool {
     let Some(f) = open(path) else { return true };
     let mut byte = [0u8; 1];
-    let iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // SAFETY: one iovec over a live one-byte buffer, on a descriptor owned here.
     let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
     n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)

@@ -20,7 +20,7 @@ use crate::reader;
 use crate::record::{Outcome, Record, Value};
 use crate::schema::{Extra, Schema as CoreSchema};
 use crate::stream::Collected;
-use crate::walk::{Entry, Found, Root, Walker as CoreWalker};
+use crate::walk::{Entry, Exclude, Filter, Found, Root, Walker as CoreWalker};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock is already turned into a file error;
@@ -46,7 +46,12 @@ impl Schema {
             .map(|(name, tag, vr, multi)| {
                 let b = vr.as_bytes();
                 let vr = if b.len() == 2 { [b[0], b[1]] } else { *b"UN" };
-                Extra { name, tag, vr, multi }
+                Extra {
+                    name,
+                    tag,
+                    vr,
+                    multi,
+                }
             })
             .collect();
         let inner = CoreSchema::new(extras).map_err(PyValueError::new_err)?;
@@ -56,7 +61,10 @@ impl Schema {
             .chain(inner.extras.iter().map(|e| e.name.as_str()))
             .map(|n| PyString::intern(py, n).unbind())
             .collect();
-        Ok(Schema { inner: Arc::new(inner), names })
+        Ok(Schema {
+            inner: Arc::new(inner),
+            names,
+        })
     }
 }
 
@@ -69,16 +77,49 @@ struct Walker {
 impl Walker {
     /// Walk `roots`, a list of (path, display prefix), on a thread, with
     /// up to `concurrency` header reads requested ahead of the parsers.
+    /// `exclude`: --exclude globs; `own`: (device, inode) of this run's
+    /// outputs, never indexed.
     #[new]
-    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256, concurrency = 0))]
-    fn new(roots: Vec<(PathBuf, PathBuf)>, follow_symlinks: bool, batch_size: usize, concurrency: usize) -> Self {
-        let roots = roots.into_iter().map(|(path, display)| Root { path, display: display.into_os_string() }).collect();
-        Walker { inner: CoreWalker::start(roots, follow_symlinks, batch_size, concurrency) }
+    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256, concurrency = 0, exclude = Vec::new(), own = Vec::new()))]
+    fn new(
+        roots: Vec<(PathBuf, PathBuf)>,
+        follow_symlinks: bool,
+        batch_size: usize,
+        concurrency: usize,
+        exclude: Vec<String>,
+        own: Vec<(u64, u64)>,
+    ) -> PyResult<Self> {
+        let roots = roots
+            .into_iter()
+            .map(|(path, display)| Root {
+                path,
+                display: display.into_os_string(),
+            })
+            .collect();
+        let filter = Filter {
+            exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
+            own,
+        };
+        Ok(Walker {
+            inner: CoreWalker::start(roots, follow_symlinks, batch_size, concurrency, filter),
+        })
     }
-
 }
 
-fn problem<'py>(py: Python<'py>, e: &Entry, reason: &str, message: &str) -> PyResult<Bound<'py, PyTuple>> {
+/// Whether `pattern` is a valid --exclude glob (ValueError if not).
+#[pyfunction]
+fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
+    Exclude::new(&patterns)
+        .map(|_| ())
+        .map_err(PyValueError::new_err)
+}
+
+fn problem<'py>(
+    py: Python<'py>,
+    e: &Entry,
+    reason: &str,
+    message: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
     (e.path.as_os_str(), e.display.as_os_str(), reason, message).into_pyobject(py)
 }
 
@@ -87,7 +128,9 @@ fn read_guarded(schema: &CoreSchema, path: &Path, out: &mut Collected) -> Result
     // it costs one file an error, not the run.
     match catch_unwind(AssertUnwindSafe(|| reader::read_path(schema, path, out))) {
         Ok(r) => r,
-        Err(_) => Err(Error::Malformed("internal error in the reader (please report this file)".into())),
+        Err(_) => Err(Error::Malformed(
+            "internal error in the reader (please report this file)".into(),
+        )),
     }
 }
 
@@ -106,7 +149,8 @@ type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, 
 /// warnings): the per-file records as dicts when `dicts` is true (else
 /// None), and (path, display, reason, message) for every entry that gave
 /// no record; reason "unsupported" or "malformed" asks for the pydicom
-/// fallback.
+/// fallback. Reason "warning" is an indexed file whose record has values
+/// written as null because they did not parse.
 #[pyfunction]
 #[pyo3(signature = (schema, walker, aggregator, dicts = false))]
 fn read_batch<'py>(
@@ -137,7 +181,20 @@ fn read_batch<'py>(
                 };
                 match r {
                     Ok(Outcome::Indexed(rec)) => {
-                        warnings += rec.warnings as u64;
+                        if rec.warnings > 0 {
+                            // Indexed, and listed too: the user can see which file.
+                            warnings += rec.warnings as u64;
+                            let message = format!(
+                                "{} value(s) present but not parsable, written as null",
+                                rec.warnings
+                            );
+                            let listed = Entry {
+                                path: e.path.clone(),
+                                display: e.display.clone(),
+                                found: Found::File,
+                            };
+                            failures.push((listed, "warning", message));
+                        }
                         items.push((e.display, rec));
                     }
                     Ok(Outcome::Skipped { reason, message }) => failures.push((e, reason, message)),
@@ -176,7 +233,12 @@ fn read_batch<'py>(
 
 /// Read one file: ("indexed", record) or (reason, message).
 #[pyfunction]
-fn read_file<'py>(py: Python<'py>, schema: Py<Schema>, path: PathBuf, display: PathBuf) -> PyResult<Bound<'py, PyTuple>> {
+fn read_file<'py>(
+    py: Python<'py>,
+    schema: Py<Schema>,
+    path: PathBuf,
+    display: PathBuf,
+) -> PyResult<Bound<'py, PyTuple>> {
     let core = schema.get().inner.clone();
     let r = py.detach(|| read_guarded(&core, &path, &mut Collected::default()));
     match r {
@@ -216,7 +278,13 @@ struct Subseries<'a> {
 }
 
 /// A record as a dict: per-file when `sub` is None, else subseries.
-fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr, sub: Option<Subseries<'_>>) -> PyResult<Bound<'py, PyDict>> {
+fn record_dict<'py>(
+    py: Python<'py>,
+    schema: &Schema,
+    rec: &Record,
+    path: &OsStr,
+    sub: Option<Subseries<'_>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (i, f) in FIELDS.iter().enumerate() {
         let skip = match f.scope {
@@ -231,7 +299,9 @@ fn record_dict<'py>(py: Python<'py>, schema: &Schema, rec: &Record, path: &OsStr
         match f.kind {
             Kind::Count => d.set_item(key, sub.as_ref().map(|s| s.instances))?,
             Kind::ReferenceSeries => d.set_item(key, sub.as_ref().map(|s| &s.links.series))?,
-            Kind::ReferenceModality => d.set_item(key, sub.as_ref().map(|s| &s.links.modalities))?,
+            Kind::ReferenceModality => {
+                d.set_item(key, sub.as_ref().map(|s| &s.links.modalities))?
+            }
             Kind::Path => d.set_item(key, path)?,
             Kind::Folder => d.set_item(key, folder_of(path))?,
             _ => d.set_item(key, value_py(py, &rec.values[i])?)?,
@@ -271,10 +341,18 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
         let like = match f.kind {
             Kind::Number => Value::Num(None),
             Kind::Numbers => Value::Nums(None),
-            Kind::Count | Kind::Folder | Kind::Path | Kind::ReferenceSeries | Kind::ReferenceModality => Value::Computed,
+            Kind::Count
+            | Kind::Folder
+            | Kind::Path
+            | Kind::ReferenceSeries
+            | Kind::ReferenceModality => Value::Computed,
             _ => Value::Str(String::new()),
         };
-        values.push(if matches!(like, Value::Computed) { like } else { typed(get(f.name)?, &like)? });
+        values.push(if matches!(like, Value::Computed) {
+            like
+        } else {
+            typed(get(f.name)?, &like)?
+        });
     }
     let mut extras = Vec::with_capacity(schema.extras.len());
     for e in &schema.extras {
@@ -288,7 +366,11 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
         };
         extras.push(typed(v, &like)?);
     }
-    Ok(Record { values, extras, warnings: 0 })
+    Ok(Record {
+        values,
+        extras,
+        warnings: 0,
+    })
 }
 
 /// Subseries aggregates, shared by the worker tasks.
@@ -312,10 +394,20 @@ impl Aggregator {
         }
     }
 
-    fn finish<'a>(&self, core: &Core, finished: &'a mut Option<(Vec<(Key, Links)>, u64)>) -> &'a (Vec<(Key, Links)>, u64) {
+    fn finish<'a>(
+        &self,
+        core: &Core,
+        finished: &'a mut Option<(Vec<(Key, Links)>, u64)>,
+    ) -> &'a (Vec<(Key, Links)>, u64) {
         finished.get_or_insert_with(|| {
             let (groups, unresolved) = core.sorted();
-            (groups.into_iter().map(|(g, l)| (g.key.clone(), l)).collect(), unresolved)
+            (
+                groups
+                    .into_iter()
+                    .map(|(g, l)| (g.key.clone(), l))
+                    .collect(),
+                unresolved,
+            )
         })
     }
 }
@@ -324,9 +416,12 @@ impl Aggregator {
 impl Aggregator {
     #[new]
     fn new(schema: Py<Schema>) -> Self {
-        Aggregator { inner: Mutex::new(Core::default()), schema, finished: Mutex::new(None) }
+        Aggregator {
+            inner: Mutex::new(Core::default()),
+            schema,
+            finished: Mutex::new(None),
+        }
     }
-
 
     /// Fold in one per-file record made in Python (the pydicom fallback).
     fn add_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
@@ -353,7 +448,12 @@ impl Aggregator {
 
     /// The subseries records, sorted: all, or those from `start` to `stop`.
     #[pyo3(signature = (start = 0, stop = None))]
-    fn dicts<'py>(&self, py: Python<'py>, start: usize, stop: Option<usize>) -> PyResult<Bound<'py, PyList>> {
+    fn dicts<'py>(
+        &self,
+        py: Python<'py>,
+        start: usize,
+        stop: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let schema = self.schema.get();
         let core = lock(&self.inner);
         let mut finished = lock(&self.finished);
@@ -362,8 +462,17 @@ impl Aggregator {
         let out = PyList::empty(py);
         for (key, links) in order.get(start..stop).unwrap_or(&[]) {
             if let Some(g) = core.group(key) {
-                let sub = Subseries { instances: g.instances(), links };
-                out.append(record_dict(py, schema, &g.representative, &g.path, Some(sub))?)?;
+                let sub = Subseries {
+                    instances: g.instances(),
+                    links,
+                };
+                out.append(record_dict(
+                    py,
+                    schema,
+                    &g.representative,
+                    &g.path,
+                    Some(sub),
+                )?)?;
             }
         }
         Ok(out)
@@ -388,6 +497,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Aggregator>()?;
     m.add_function(wrap_pyfunction!(read_batch, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

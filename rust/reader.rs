@@ -17,12 +17,18 @@ use crate::stream::Collected;
 /// (O_NONBLOCK changes nothing for regular files, and pread on a FIFO,
 /// socket or directory fails at once).
 fn open(path: &Path) -> Result<File> {
-    Ok(OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?)
+    Ok(OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?)
 }
 
 pub fn read_path(schema: &Schema, path: &Path, out: &mut Collected) -> Result<Outcome> {
     let file = open(path)?;
-    let mut src = Source::with_buffer(Box::new(FileInput::new(file)), std::mem::take(&mut out.buffer));
+    let mut src = Source::with_buffer(
+        Box::new(FileInput::new(file)),
+        std::mem::take(&mut out.buffer),
+    );
     let info = header::read(&mut src, schema, out);
     out.buffer = src.into_buffer();
     record::build(schema, out, &info?)

@@ -1,7 +1,9 @@
 //! One file's collected bytes to one per-file record, field by field from
 //! the table, or the reason the file is not an instance.
 
-use crate::decode::{codec_for, decode_text, latin1, parse_ds_values, trim, trim_values, Numbers, TextCodec};
+use crate::decode::{
+    codec_for, decode_text, latin1, parse_ds_values, trim, trim_values, Numbers, TextCodec,
+};
 use crate::error::{Error, Result};
 use crate::fields::{Kind, FIELDS};
 use crate::header::{FileInfo, MEDIA_STORAGE_DIRECTORY};
@@ -48,7 +50,10 @@ impl Record {
 pub enum Outcome {
     Indexed(Record),
     /// A DICOM object that is not an instance of a series.
-    Skipped { reason: &'static str, message: String },
+    Skipped {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Per-file constants: the character set is read once.
@@ -60,12 +65,16 @@ struct Ctx<'c> {
 }
 
 const TEXT_VRS: [&[u8; 2]; 7] = [b"SH", b"LO", b"ST", b"LT", b"UT", b"PN", b"UC"];
-const STRING_VRS: [&[u8; 2]; 10] = [b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"TM", b"UI", b"UR"];
+const STRING_VRS: [&[u8; 2]; 10] = [
+    b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"TM", b"UI", b"UR",
+];
 
 impl Ctx<'_> {
     /// A slot's value as text, decoded as pydicom decodes that VR.
     fn text(&self, slot: usize) -> Result<Option<String>> {
-        let Some((vr, bytes)) = self.out.get(slot) else { return Ok(None) };
+        let Some((vr, bytes)) = self.out.get(slot) else {
+            return Ok(None);
+        };
         if bytes.is_ascii() && !bytes.contains(&0x1B) {
             return Ok(Some(latin1(bytes)));
         }
@@ -79,7 +88,10 @@ impl Ctx<'_> {
         if STRING_VRS.contains(&&vr) {
             return Ok(Some(latin1(bytes)));
         }
-        Err(Error::Declined(format!("a wanted value is stored with VR {}", latin1(&vr))))
+        Err(Error::Declined(format!(
+            "a wanted value is stored with VR {}",
+            latin1(&vr)
+        )))
     }
 
     /// First non-empty trimmed text among the sources.
@@ -107,7 +119,9 @@ impl Ctx<'_> {
     }
 
     fn numbers(&mut self, slot: usize) -> Result<Option<Vec<f64>>> {
-        let Some(t) = self.text(slot)? else { return Ok(None) };
+        let Some(t) = self.text(slot)? else {
+            return Ok(None);
+        };
         match parse_ds_values(&t) {
             Numbers::Absent => Ok(None),
             Numbers::Bad => {
@@ -135,7 +149,11 @@ impl Ctx<'_> {
             }),
             Kind::Numbers => Value::Nums(self.numbers(slots[0])?),
             Kind::TransferSyntax => Value::Str(info.transfer_syntax.clone()),
-            Kind::Count | Kind::Folder | Kind::Path | Kind::ReferenceSeries | Kind::ReferenceModality => Value::Computed,
+            Kind::Count
+            | Kind::Folder
+            | Kind::Path
+            | Kind::ReferenceSeries
+            | Kind::ReferenceModality => Value::Computed,
         })
     }
 
@@ -151,7 +169,8 @@ impl Ctx<'_> {
             b"IS" => {
                 let v = match self.text(slot)? {
                     Some(t) if !trim(&t).is_empty() => {
-                        let parsed: Option<Vec<i64>> = trim(&t).split('\\').map(|p| trim(p).parse().ok()).collect();
+                        let parsed: Option<Vec<i64>> =
+                            trim(&t).split('\\').map(|p| trim(p).parse().ok()).collect();
                         self.warnings += parsed.is_none() as u32;
                         parsed
                     }
@@ -161,7 +180,16 @@ impl Ctx<'_> {
             }
             b"FD" | b"FL" => {
                 let v: Option<Vec<f64>> = self.binary(slot, &vr).map(|words| {
-                    words.into_iter().map(|w| if &vr == b"FD" { f64::from_bits(w) } else { f32::from_bits(w as u32) as f64 }).collect()
+                    words
+                        .into_iter()
+                        .map(|w| {
+                            if &vr == b"FD" {
+                                f64::from_bits(w)
+                            } else {
+                                f32::from_bits(w as u32) as f64
+                            }
+                        })
+                        .collect()
                 });
                 // JSON has no NaN or infinity: such a value does not parse.
                 let v = match v {
@@ -186,7 +214,11 @@ impl Ctx<'_> {
                 });
                 self.shape_ints(v, multi)
             }
-            b"ST" | b"LT" | b"UT" => Value::Str(self.text(slot)?.map(|t| trim(&t).to_owned()).unwrap_or_default()),
+            b"ST" | b"LT" | b"UT" => Value::Str(
+                self.text(slot)?
+                    .map(|t| trim(&t).to_owned())
+                    .unwrap_or_default(),
+            ),
             // Empty trailing component groups of a name mean nothing (and
             // pydicom drops them).
             b"PN" => Value::Str(self.first_text(&[slot])?.trim_end_matches('=').to_owned()),
@@ -228,7 +260,13 @@ impl Ctx<'_> {
 
     /// One value, or a list when the dictionary allows several; several
     /// where one is allowed do not parse (null, and a warning).
-    fn shape<T: Copy>(&mut self, v: Option<Vec<T>>, multi: bool, one: fn(Option<T>) -> Value, many: fn(Option<Vec<T>>) -> Value) -> Value {
+    fn shape<T: Copy>(
+        &mut self,
+        v: Option<Vec<T>>,
+        multi: bool,
+        one: fn(Option<T>) -> Value,
+        many: fn(Option<Vec<T>>) -> Value,
+    ) -> Value {
         let v = v.filter(|v| !v.is_empty());
         if multi {
             return many(v);
@@ -249,7 +287,12 @@ pub const SERIES: usize = 3;
 /// Build the record of a file whose header was read into `out`.
 pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcome> {
     let codec = codec_for(out.get(schema.charset_slot).map(|v| v.1));
-    let mut ctx = Ctx { out, codec, little: info.little, warnings: 0 };
+    let mut ctx = Ctx {
+        out,
+        codec,
+        little: info.little,
+        warnings: 0,
+    };
     let mut values = Vec::with_capacity(FIELDS.len());
     for (f, slots) in FIELDS.iter().zip(&schema.field_slots) {
         values.push(ctx.field(f.kind, slots, info)?);
@@ -257,9 +300,15 @@ pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcom
     debug_assert_eq!(FIELDS[SERIES].name, "series");
     if values[SERIES].as_str().is_empty() {
         let (reason, message) = if info.media_sop_class == MEDIA_STORAGE_DIRECTORY {
-            ("dicomdir", "a DICOMDIR (media storage directory), not an instance".to_owned())
+            (
+                "dicomdir",
+                "a DICOMDIR (media storage directory), not an instance".to_owned(),
+            )
         } else {
-            ("no_series_uid", "DICOM object without SeriesInstanceUID".to_owned())
+            (
+                "no_series_uid",
+                "DICOM object without SeriesInstanceUID".to_owned(),
+            )
         };
         return Ok(Outcome::Skipped { reason, message });
     }
@@ -267,5 +316,9 @@ pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcom
     for (e, &slot) in schema.extras.iter().zip(&schema.extra_slots) {
         extras.push(ctx.extra(slot, e.vr, e.multi)?);
     }
-    Ok(Outcome::Indexed(Record { values, extras, warnings: ctx.warnings }))
+    Ok(Outcome::Indexed(Record {
+        values,
+        extras,
+        warnings: ctx.warnings,
+    }))
 }

@@ -35,7 +35,11 @@ impl Node {
         let at = match self.entries.binary_search_by_key(&first, |e| e.0) {
             Ok(i) => i,
             Err(i) => {
-                let entry = if rest.is_empty() { Entry::Leaf(slot) } else { Entry::Seq(Node::default()) };
+                let entry = if rest.is_empty() {
+                    Entry::Leaf(slot)
+                } else {
+                    Entry::Seq(Node::default())
+                };
                 self.entries.insert(i, (first, entry));
                 i
             }
@@ -43,7 +47,11 @@ impl Node {
         match (&mut self.entries[at].1, rest.is_empty()) {
             (Entry::Seq(node), false) => node.insert(rest, slot),
             (Entry::Leaf(s), true) if *s == slot => Ok(()),
-            _ => Err(format!("({:04X},{:04X}) is wanted both as a value and as a sequence", first >> 16, first & 0xFFFF)),
+            _ => Err(format!(
+                "({:04X},{:04X}) is wanted both as a value and as a sequence",
+                first >> 16,
+                first & 0xFFFF
+            )),
         }
     }
 }
@@ -93,7 +101,10 @@ impl Schema {
         let mut extra_slots = Vec::with_capacity(extras.len());
         for e in &extras {
             if e.tag >= PIXEL_DATA || e.tag >> 16 == 0x0002 || e.tag >> 16 == 0xFFFE {
-                return Err(format!("{}: only data set tags before the pixel data can be read", e.name));
+                return Err(format!(
+                    "{}: only data set tags before the pixel data can be read",
+                    e.name
+                ));
             }
             extra_slots.push(slot_of(&[e.tag], e.vr));
         }
@@ -102,6 +113,14 @@ impl Schema {
             root.insert(p, slot)?;
         }
         let slot_vr = paths.iter().map(|p| p.1).collect();
-        Ok(Schema { root, slots: paths.len(), charset_slot, field_slots, extras, extra_slots, slot_vr })
+        Ok(Schema {
+            root,
+            slots: paths.len(),
+            charset_slot,
+            field_slots,
+            extras,
+            extra_slots,
+            slot_vr,
+        })
     }
 }

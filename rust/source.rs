@@ -108,13 +108,25 @@ impl<'a> Source<'a> {
 
     /// Reuse a buffer from an earlier file: no allocation, no zeroing.
     pub fn with_buffer(input: Box<dyn Input + 'a>, buf: Vec<u8>) -> Self {
-        Source { input, buf, start: 0, end: 0, offset: 0, eof: false, next_read: FIRST_READ, inflated: false }
+        Source {
+            input,
+            buf,
+            start: 0,
+            end: 0,
+            offset: 0,
+            eof: false,
+            next_read: FIRST_READ,
+            inflated: false,
+        }
     }
 
     /// A source over an inflating reader: a deflate stream that ends early
     /// is a truncated file, one that does not inflate is a malformed one.
     pub fn inflated(input: Box<dyn Input + 'a>) -> Self {
-        Source { inflated: true, ..Source::new(input) }
+        Source {
+            inflated: true,
+            ..Source::new(input)
+        }
     }
 
     fn failed(&self, e: io::Error) -> Error {
@@ -122,8 +134,12 @@ impl<'a> Source<'a> {
             return Error::Io(e);
         }
         match e.kind() {
-            io::ErrorKind::UnexpectedEof => Error::Truncated(self.offset + (self.end - self.start) as u64),
-            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => Error::Malformed(format!("deflated data set: {e}")),
+            io::ErrorKind::UnexpectedEof => {
+                Error::Truncated(self.offset + (self.end - self.start) as u64)
+            }
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+                Error::Malformed(format!("deflated data set: {e}"))
+            }
             _ => Error::Io(e),
         }
     }
@@ -205,7 +221,9 @@ impl<'a> Source<'a> {
     /// already checked against a cap by the caller).
     pub fn take(&mut self, n: usize) -> Result<&[u8]> {
         if self.fill(n)? < n {
-            return Err(Error::Truncated(self.offset + (self.end - self.start) as u64));
+            return Err(Error::Truncated(
+                self.offset + (self.end - self.start) as u64,
+            ));
         }
         let s = self.start;
         self.start += n;

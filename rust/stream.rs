@@ -27,9 +27,18 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    pub const IMPLICIT_LE: Encoding = Encoding { explicit: false, little: true };
-    pub const EXPLICIT_LE: Encoding = Encoding { explicit: true, little: true };
-    pub const EXPLICIT_BE: Encoding = Encoding { explicit: true, little: false };
+    pub const IMPLICIT_LE: Encoding = Encoding {
+        explicit: false,
+        little: true,
+    };
+    pub const EXPLICIT_LE: Encoding = Encoding {
+        explicit: true,
+        little: true,
+    };
+    pub const EXPLICIT_BE: Encoding = Encoding {
+        explicit: true,
+        little: false,
+    };
 }
 
 /// Values kept from one file: one span per slot into a shared arena, so a
@@ -70,7 +79,11 @@ impl Collected {
         let start = self.arena.len();
         self.arena.extend_from_slice(bytes);
         if let Some(s) = self.spans.get_mut(slot) {
-            *s = Some(Span { vr, start, len: bytes.len() });
+            *s = Some(Span {
+                vr,
+                start,
+                len: bytes.len(),
+            });
         }
         self.found_any = true;
     }
@@ -87,7 +100,19 @@ struct Header {
 pub fn long_length(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
-        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
     )
 }
 
@@ -102,11 +127,19 @@ pub struct Stream<'s, 'a> {
 }
 
 fn u16_in(b: [u8; 2], enc: Encoding) -> u16 {
-    if enc.little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
+    if enc.little {
+        u16::from_le_bytes(b)
+    } else {
+        u16::from_be_bytes(b)
+    }
 }
 
 fn u32_in(b: [u8; 4], enc: Encoding) -> u32 {
-    if enc.little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+    if enc.little {
+        u32::from_le_bytes(b)
+    } else {
+        u32::from_be_bytes(b)
+    }
 }
 
 impl Stream<'_, '_> {
@@ -116,7 +149,11 @@ impl Stream<'_, '_> {
         let element = u16_in([t[2], t[3]], enc);
         let tag = ((group as u32) << 16) | element as u32;
         if group == 0xFFFE || !enc.explicit {
-            return Ok(Header { tag, vr: None, len: u32_in([t[4], t[5], t[6], t[7]], enc) });
+            return Ok(Header {
+                tag,
+                vr: None,
+                len: u32_in([t[4], t[5], t[6], t[7]], enc),
+            });
         }
         let vr = [t[4], t[5]];
         if !valid_vr(vr) {
@@ -130,7 +167,11 @@ impl Stream<'_, '_> {
         } else {
             u16_in([t[6], t[7]], enc) as u32
         };
-        Ok(Header { tag, vr: Some(vr), len })
+        Ok(Header {
+            tag,
+            vr: Some(vr),
+            len,
+        })
     }
 
     /// Has a defined-length item or sequence ended here? Past its end is
@@ -152,7 +193,14 @@ impl Stream<'_, '_> {
     /// Read one data set: the top level (ends at the end of the stream, or
     /// early), or an item (ends at `end`, or at its delimiter when `end` is
     /// None). `node` is what is wanted here; None passes over everything.
-    fn dataset(&mut self, enc: Encoding, mut node: Option<&Node>, end: Option<u64>, depth: usize, top: bool) -> Result<()> {
+    fn dataset(
+        &mut self,
+        enc: Encoding,
+        mut node: Option<&Node>,
+        end: Option<u64>,
+        depth: usize,
+        top: bool,
+    ) -> Result<()> {
         let mut last: Option<Tag> = None;
         let mut cursor = 0usize;
         loop {
@@ -168,12 +216,20 @@ impl Stream<'_, '_> {
                 return Ok(());
             }
             if h.tag >> 16 == 0xFFFE {
-                return Err(Error::Malformed(format!("unexpected delimiter ({:04X},{:04X})", h.tag >> 16, h.tag & 0xFFFF)));
+                return Err(Error::Malformed(format!(
+                    "unexpected delimiter ({:04X},{:04X})",
+                    h.tag >> 16,
+                    h.tag & 0xFFFF
+                )));
             }
             // Tags ascend in a valid data set; a repeat means we are reading
             // garbage (zeros, say) and must not walk it to the end.
             if last.is_some_and(|l| h.tag <= l) {
-                return Err(Error::Malformed(format!("tags out of order at ({:04X},{:04X})", h.tag >> 16, h.tag & 0xFFFF)));
+                return Err(Error::Malformed(format!(
+                    "tags out of order at ({:04X},{:04X})",
+                    h.tag >> 16,
+                    h.tag & 0xFFFF
+                )));
             }
             last = Some(h.tag);
             if let Some(n) = node {
@@ -204,9 +260,15 @@ impl Stream<'_, '_> {
             });
             match entry {
                 Some(Entry::Leaf(slot)) => self.leaf(&h, *slot)?,
-                Some(Entry::Seq(child)) if matches!(h.vr, None | Some([b'S', b'Q']) | Some([b'U', b'N'])) => {
+                Some(Entry::Seq(child))
+                    if matches!(h.vr, None | Some([b'S', b'Q']) | Some([b'U', b'N'])) =>
+                {
                     // UN holds the sequence in implicit VR little endian.
-                    let item_enc = if h.vr == Some(*b"UN") { Encoding::IMPLICIT_LE } else { enc };
+                    let item_enc = if h.vr == Some(*b"UN") {
+                        Encoding::IMPLICIT_LE
+                    } else {
+                        enc
+                    };
                     self.sequence(item_enc, Some(child), h.len, depth + 1)?
                 }
                 _ => self.skip_value(enc, &h, depth)?,
@@ -217,7 +279,11 @@ impl Stream<'_, '_> {
     fn leaf(&mut self, h: &Header, slot: usize) -> Result<()> {
         let tag = h.tag;
         if h.len == UNDEFINED {
-            return Err(Error::Declined(format!("({:04X},{:04X}) has undefined length", tag >> 16, tag & 0xFFFF)));
+            return Err(Error::Declined(format!(
+                "({:04X},{:04X}) has undefined length",
+                tag >> 16,
+                tag & 0xFFFF
+            )));
         }
         if h.len > MAX_VALUE {
             return Err(Error::Malformed(format!(
@@ -243,14 +309,26 @@ impl Stream<'_, '_> {
         if h.len != UNDEFINED {
             return self.src.skip(h.len as u64);
         }
-        let item_enc = if h.vr == Some(*b"UN") { Encoding::IMPLICIT_LE } else { enc };
+        let item_enc = if h.vr == Some(*b"UN") {
+            Encoding::IMPLICIT_LE
+        } else {
+            enc
+        };
         self.sequence(item_enc, None, UNDEFINED, depth + 1)
     }
 
     /// Read a sequence's items; only the first item is searched.
-    fn sequence(&mut self, enc: Encoding, node: Option<&Node>, len: u32, depth: usize) -> Result<()> {
+    fn sequence(
+        &mut self,
+        enc: Encoding,
+        node: Option<&Node>,
+        len: u32,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::Malformed(format!("sequences nested deeper than {MAX_DEPTH}")));
+            return Err(Error::Malformed(format!(
+                "sequences nested deeper than {MAX_DEPTH}"
+            )));
         }
         if node.is_none() && len != UNDEFINED {
             return self.src.skip(len as u64);

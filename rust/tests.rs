@@ -20,16 +20,27 @@ struct W {
 
 impl W {
     fn new(enc: Encoding) -> W {
-        W { enc, buf: Vec::new() }
+        W {
+            enc,
+            buf: Vec::new(),
+        }
     }
 
     fn u16(&mut self, v: u16) {
-        let b = if self.enc.little { v.to_le_bytes() } else { v.to_be_bytes() };
+        let b = if self.enc.little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
         self.buf.extend_from_slice(&b);
     }
 
     fn u32(&mut self, v: u32) {
-        let b = if self.enc.little { v.to_le_bytes() } else { v.to_be_bytes() };
+        let b = if self.enc.little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
         self.buf.extend_from_slice(&b);
     }
 
@@ -108,8 +119,13 @@ fn ct(enc: Encoding) -> Vec<u8> {
         .el(t(0x0008, 0x103E), b"LO", "Thorax ");
     // ReferencedImageSequence, undefined length, two undefined-length items.
     w.head(t(0x0008, 0x1140), b"SQ", UNDEF).item(UNDEF);
-    w.el(t(0x0008, 0x1150), b"UI", "1.2.840.10008.5.1.4.1.1.2").el(t(0x0008, 0x1155), b"UI", "9.8.7");
-    w.delim(0xE00D).item(UNDEF).el(t(0x0008, 0x1155), b"UI", "second.item").delim(0xE00D).delim(0xE0DD);
+    w.el(t(0x0008, 0x1150), b"UI", "1.2.840.10008.5.1.4.1.1.2")
+        .el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    w.delim(0xE00D)
+        .item(UNDEF)
+        .el(t(0x0008, 0x1155), b"UI", "second.item")
+        .delim(0xE00D)
+        .delim(0xE0DD);
     w.el(t(0x0010, 0x0020), b"LO", "PAT\u{e9}1")
         .el(t(0x0020, 0x000D), b"UI", "1.2.3")
         .el(t(0x0020, 0x000E), b"UI", "1.2.3.4")
@@ -143,7 +159,10 @@ fn check_ct(r: &Record, ts: &str) {
     assert_eq!(field(r, "subseries"), &s("2"));
     assert_eq!(field(r, "reference_ct"), &s("9.8.7"));
     assert_eq!(field(r, "reference_frame"), &s("1.2.3.9"));
-    assert_eq!(field(r, "orientation"), &Value::Nums(Some(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0])));
+    assert_eq!(
+        field(r, "orientation"),
+        &Value::Nums(Some(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+    );
     assert_eq!(field(r, "transfer_syntax"), &s(ts));
 }
 
@@ -175,15 +194,28 @@ fn deflated() {
 
 #[test]
 fn encapsulated_syntax_reads_header_as_explicit_le() {
-    let r = read(&part10("1.2.840.10008.1.2.4.80", &ct(Encoding::EXPLICIT_LE))).unwrap();
+    let r = read(&part10(
+        "1.2.840.10008.1.2.4.80",
+        &ct(Encoding::EXPLICIT_LE),
+    ))
+    .unwrap();
     check_ct(&r, "1.2.840.10008.1.2.4.80");
 }
 
 #[test]
 fn bare_data_sets_without_preamble_or_meta() {
-    check_ct(&read(&ct(Encoding::IMPLICIT_LE)).unwrap(), "1.2.840.10008.1.2");
-    check_ct(&read(&ct(Encoding::EXPLICIT_LE)).unwrap(), "1.2.840.10008.1.2.1");
-    check_ct(&read(&ct(Encoding::EXPLICIT_BE)).unwrap(), "1.2.840.10008.1.2.2");
+    check_ct(
+        &read(&ct(Encoding::IMPLICIT_LE)).unwrap(),
+        "1.2.840.10008.1.2",
+    );
+    check_ct(
+        &read(&ct(Encoding::EXPLICIT_LE)).unwrap(),
+        "1.2.840.10008.1.2.1",
+    );
+    check_ct(
+        &read(&ct(Encoding::EXPLICIT_BE)).unwrap(),
+        "1.2.840.10008.1.2.2",
+    );
 }
 
 #[test]
@@ -199,7 +231,8 @@ fn stops_before_what_cannot_be_wanted() {
     let mut body = ct(Encoding::EXPLICIT_LE);
     let mut w = W::new(Encoding::EXPLICIT_LE);
     // Pixel data claiming far more bytes than there are, then garbage.
-    w.head(t(0x7FE0, 0x0010), b"OW", 0x7FFF_FFF0).raw(b"garbage that is never read");
+    w.head(t(0x7FE0, 0x0010), b"OW", 0x7FFF_FFF0)
+        .raw(b"garbage that is never read");
     body.extend_from_slice(&w.buf);
     check_ct(&read(&body).unwrap(), "1.2.840.10008.1.2.1");
 }
@@ -211,9 +244,13 @@ fn skips_unwanted_values_and_sequences() {
     // An unwanted private sequence of undefined length holding encapsulated
     // data of undefined length, and a large OB value.
     w.head(t(0x0009, 0x1010), b"SQ", UNDEF).item(UNDEF);
-    w.head(t(0x0009, 0x0010), b"OB", UNDEF).item(4).raw(&[1, 2, 3, 4]).delim(0xE0DD);
+    w.head(t(0x0009, 0x0010), b"OB", UNDEF)
+        .item(4)
+        .raw(&[1, 2, 3, 4])
+        .delim(0xE0DD);
     w.delim(0xE00D).delim(0xE0DD);
-    w.head(t(0x0019, 0x1010), b"OB", 40_000).raw(&vec![0xAB; 40_000]);
+    w.head(t(0x0019, 0x1010), b"OB", 40_000)
+        .raw(&vec![0xAB; 40_000]);
     w.el(t(0x0020, 0x000E), b"UI", "5.6");
     let r = read(&w.buf).unwrap();
     assert_eq!(field(&r, "series"), &s("5.6"));
@@ -232,7 +269,9 @@ fn rtstruct_reference_chain_in_defined_length_items() {
     let wrap = |tag: u32, inner: &[u8], before: &[u8]| {
         let mut item = before.to_vec();
         let mut w = W::new(Encoding::IMPLICIT_LE);
-        w.head(tag, b"SQ", inner.len() as u32 + 8).item(inner.len() as u32).raw(inner);
+        w.head(tag, b"SQ", inner.len() as u32 + 8)
+            .item(inner.len() as u32)
+            .raw(inner);
         item.extend_from_slice(&w.buf);
         item
     };
@@ -242,7 +281,9 @@ fn rtstruct_reference_chain_in_defined_length_items() {
     frame.el(t(0x0020, 0x0052), b"UI", "frame.uid");
     let top = wrap(t(0x3006, 0x0010), &study, &frame.buf);
     let mut w = W::new(Encoding::IMPLICIT_LE);
-    w.el(t(0x0008, 0x0060), b"CS", "RTSTRUCT").el(t(0x0020, 0x000E), b"UI", "rs.series").raw(&top);
+    w.el(t(0x0008, 0x0060), b"CS", "RTSTRUCT")
+        .el(t(0x0020, 0x000E), b"UI", "rs.series")
+        .raw(&top);
     let r = read(&w.buf).unwrap();
     assert_eq!(field(&r, "reference_ct"), &s("ct.series"));
     assert_eq!(field(&r, "reference_frame"), &s("frame.uid"));
@@ -296,7 +337,10 @@ fn nesting_is_bounded() {
         w.head(t(0x0009, 0x1010), b"SQ", UNDEF).item(UNDEF);
     }
     let err = read(&w.buf).unwrap_err();
-    assert!(err.starts_with("malformed") && err.contains("nested"), "{err}");
+    assert!(
+        err.starts_with("malformed") && err.contains("nested"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -305,7 +349,10 @@ fn zeros_after_a_header_are_refused_quickly() {
     body.truncate(40);
     body.extend_from_slice(&vec![0u8; 1 << 20]);
     let err = read(&part10("1.2.840.10008.1.2", &body)).unwrap_err();
-    assert!(err.starts_with("malformed") || err.starts_with("truncated"), "{err}");
+    assert!(
+        err.starts_with("malformed") || err.starts_with("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -325,7 +372,10 @@ fn many_empty_items_end() {
 #[test]
 fn bad_numbers_are_null_with_a_warning() {
     let mut w = W::new(Encoding::EXPLICIT_LE);
-    w.el(t(0x0008, 0x0060), b"CS", "MR").el(t(0x0018, 0x0080), b"DS", "3000").el(t(0x0018, 0x0081), b"DS", "abc").el(t(0x0020, 0x000E), b"UI", "1");
+    w.el(t(0x0008, 0x0060), b"CS", "MR")
+        .el(t(0x0018, 0x0080), b"DS", "3000")
+        .el(t(0x0018, 0x0081), b"DS", "abc")
+        .el(t(0x0020, 0x000E), b"UI", "1");
     let r = read(&w.buf).unwrap();
     assert_eq!(field(&r, "MR_repetition_time"), &Value::Num(Some(3000.0)));
     assert_eq!(field(&r, "MR_echo_time"), &Value::Num(None));
@@ -337,16 +387,24 @@ fn objects_without_series_are_skipped_and_junk_is_not_dicom() {
     let mut w = W::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     assert_eq!(read(&w.buf).unwrap_err(), "no_series_uid");
-    assert!(read(b"hello, world\n").unwrap_err().starts_with("not_dicom"));
+    assert!(read(b"hello, world\n")
+        .unwrap_err()
+        .starts_with("not_dicom"));
     assert!(read(b"").unwrap_err().starts_with("not_dicom"));
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     assert!(read(&junk).unwrap_err().starts_with("not_dicom"));
 }
 
 #[test]
 fn iso_2022_text_is_declined() {
     let mut w = W::new(Encoding::EXPLICIT_LE);
-    w.el(t(0x0008, 0x0005), b"CS", "\\ISO 2022 IR 87").el(t(0x0008, 0x103E), b"LO", "\u{1b}$B;3ED\u{1b}(B");
+    w.el(t(0x0008, 0x0005), b"CS", "\\ISO 2022 IR 87").el(
+        t(0x0008, 0x103E),
+        b"LO",
+        "\u{1b}$B;3ED\u{1b}(B",
+    );
     w.el(t(0x0020, 0x000E), b"UI", "1");
     assert!(read(&w.buf).unwrap_err().starts_with("unsupported"));
 }
@@ -362,7 +420,14 @@ mod aggregation {
     use crate::fields::{index_of, FIELDS};
     use crate::record::{Record, Value};
 
-    fn rec(series: &str, sub: &str, sop: &str, modality: &str, refs: [&str; 3], frame: &str) -> Record {
+    fn rec(
+        series: &str,
+        sub: &str,
+        sop: &str,
+        modality: &str,
+        refs: [&str; 3],
+        frame: &str,
+    ) -> Record {
         let mut values: Vec<Value> = FIELDS.iter().map(|_| Value::Str(String::new())).collect();
         let mut set = |name: &str, v: &str| values[index_of(name).unwrap()] = Value::Str(v.into());
         set("study", "st");
@@ -374,7 +439,11 @@ mod aggregation {
         set("reference_rs", refs[1]);
         set("reference_pl", refs[2]);
         set("reference_frame", frame);
-        Record { values, extras: vec![], warnings: 0 }
+        Record {
+            values,
+            extras: vec![],
+            warnings: 0,
+        }
     }
 
     fn add_all(order: &[usize], recs: &[(Record, &str)]) -> Aggregator {
@@ -392,12 +461,25 @@ mod aggregation {
             (rec("ct", "1", "ct.1", "CT", ["", "", ""], "f"), "a/1"), // a copy
             (rec("ct", "1", "ct.2", "CT", ["", "", ""], "f"), "c/2"),
             (rec("ct", "2", "ct.3", "CT", ["", "", ""], "f"), "d/3"),
-            (rec("rs", "default", "rs.1", "RTSTRUCT", ["ct", "", ""], "f"), "e"),
-            (rec("rp", "default", "rp.1", "RTPLAN", ["", "rs.1", ""], "f"), "f"),
+            (
+                rec("rs", "default", "rs.1", "RTSTRUCT", ["ct", "", ""], "f"),
+                "e",
+            ),
+            (
+                rec("rp", "default", "rp.1", "RTPLAN", ["", "rs.1", ""], "f"),
+                "f",
+            ),
             (rec("pt", "default", "pt.1", "PT", ["", "", ""], "f"), "g"),
-            (rec("other", "default", "ct.2", "CT", ["", "", "outside"], ""), "h"), // same SOP in a second series
+            (
+                rec("other", "default", "ct.2", "CT", ["", "", "outside"], ""),
+                "h",
+            ), // same SOP in a second series
         ];
-        let orders: [&[usize]; 3] = [&[0, 1, 2, 3, 4, 5, 6, 7], &[7, 6, 5, 4, 3, 2, 1, 0], &[2, 7, 1, 4, 0, 6, 3, 5]];
+        let orders: [&[usize]; 3] = [
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+            &[7, 6, 5, 4, 3, 2, 1, 0],
+            &[2, 7, 1, 4, 0, 6, 3, 5],
+        ];
         let mut seen = Vec::new();
         for order in orders {
             let a = add_all(order, &recs);
@@ -406,7 +488,16 @@ mod aggregation {
             assert_eq!(unresolved, 1);
             let view: Vec<_> = groups
                 .iter()
-                .map(|(g, l)| (g.key.2.clone(), g.key.3.clone(), g.instances(), g.path.clone(), l.series.clone(), l.modalities.clone()))
+                .map(|(g, l)| {
+                    (
+                        g.key.2.clone(),
+                        g.key.3.clone(),
+                        g.instances(),
+                        g.path.clone(),
+                        l.series.clone(),
+                        l.modalities.clone(),
+                    )
+                })
                 .collect();
             seen.push(view);
         }
@@ -415,7 +506,10 @@ mod aggregation {
         let ct1 = view.iter().find(|v| v.0 == "ct" && v.1 == "1").unwrap();
         assert_eq!((ct1.2, ct1.3.to_str().unwrap()), (2, "a/1"));
         let rs = view.iter().find(|v| v.0 == "rs").unwrap();
-        assert_eq!((rs.4.clone(), rs.5.clone()), (vec!["ct".to_string()], vec!["CT".to_string()]));
+        assert_eq!(
+            (rs.4.clone(), rs.5.clone()),
+            (vec!["ct".to_string()], vec!["CT".to_string()])
+        );
         let rp = view.iter().find(|v| v.0 == "rp").unwrap();
         assert_eq!(rp.4, vec!["rs".to_string()]);
         let pt = view.iter().find(|v| v.0 == "pt").unwrap();
@@ -450,7 +544,10 @@ fn corrupt_deflate_stream_is_malformed() {
         *b ^= 0x55;
     }
     let err = read(&part10("1.2.840.10008.1.2.1.99", &body)).unwrap_err();
-    assert!(err.starts_with("malformed") || err.starts_with("truncated"), "{err}");
+    assert!(
+        err.starts_with("malformed") || err.starts_with("truncated"),
+        "{err}"
+    );
     let err = read(&part10("1.2.840.10008.1.2.1.99", &[0xFF; 64])).unwrap_err();
     assert!(err.starts_with("malformed"), "{err}");
 }
@@ -461,7 +558,8 @@ fn inflating_is_bounded() {
     // few hundred KB that would inflate without end.
     let big = crate::header::MAX_INFLATED as u32 + (1 << 20);
     let mut w = W::new(Encoding::EXPLICIT_LE);
-    w.el(t(0x0008, 0x0018), b"UI", "1.2").head(t(0x0009, 0x1010), b"OB", big);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2")
+        .head(t(0x0009, 0x1010), b"OB", big);
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(&w.buf).unwrap();
     let zeros = vec![0u8; 1 << 20];
@@ -472,7 +570,10 @@ fn inflating_is_bounded() {
     tail.el(t(0x0020, 0x000E), b"UI", "3.4");
     z.write_all(&tail.buf).unwrap();
     let err = read(&part10("1.2.840.10008.1.2.1.99", &z.finish().unwrap())).unwrap_err();
-    assert!(err.starts_with("malformed") && err.contains("inflates past"), "{err}");
+    assert!(
+        err.starts_with("malformed") && err.contains("inflates past"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -493,8 +594,18 @@ fn meta_value_running_past_the_end_of_a_file_is_truncated() {
         data.extend_from_slice(tail);
         std::fs::write(&path, &data).unwrap();
         let r = crate::reader::read_path(&schema, &path, &mut Collected::default());
-        assert!(matches!(r, Err(Error::Truncated(_))), "{name}: {:?}", r.err());
-        assert!(matches!(read_bytes(&schema, &data, &mut Collected::default()), Err(Error::Truncated(_))), "{name} in memory");
+        assert!(
+            matches!(r, Err(Error::Truncated(_))),
+            "{name}: {:?}",
+            r.err()
+        );
+        assert!(
+            matches!(
+                read_bytes(&schema, &data, &mut Collected::default()),
+                Err(Error::Truncated(_))
+            ),
+            "{name} in memory"
+        );
     }
     // Three stray bytes after a complete meta group: cut short as well.
     let mut data = part10("1.2.840.10008.1.2.1", &[]);
@@ -513,9 +624,16 @@ fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
     let schema = Schema::new(Vec::new()).unwrap();
     let path = std::env::temp_dir().join(format!("fastindex-test-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
-    let from_file = show(crate::reader::read_path(&schema, &path, &mut Collected::default()));
+    let from_file = show(crate::reader::read_path(
+        &schema,
+        &path,
+        &mut Collected::default(),
+    ));
     std::fs::remove_file(&path).unwrap();
-    (from_file, show(read_bytes(&schema, bytes, &mut Collected::default())))
+    (
+        from_file,
+        show(read_bytes(&schema, bytes, &mut Collected::default())),
+    )
 }
 
 #[test]
@@ -528,9 +646,19 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     let mut first = W::new(Encoding::EXPLICIT_LE);
     first.el(t(0x0008, 0x1155), b"UI", "9.8.7");
-    w.head(t(0x0008, 0x1140), b"SQ", 8 + first.buf.len() as u32 + 8 + 16);
-    w.item(first.buf.len() as u32).raw(&first.buf).item(0xFF40).raw(&[0x41; 40]);
-    for (name, bytes) in [("item", w.buf.clone()), ("item_part10", part10("1.2.840.10008.1.2.1", &w.buf))] {
+    w.head(
+        t(0x0008, 0x1140),
+        b"SQ",
+        8 + first.buf.len() as u32 + 8 + 16,
+    );
+    w.item(first.buf.len() as u32)
+        .raw(&first.buf)
+        .item(0xFF40)
+        .raw(&[0x41; 40]);
+    for (name, bytes) in [
+        ("item", w.buf.clone()),
+        ("item_part10", part10("1.2.840.10008.1.2.1", &w.buf)),
+    ] {
         let (from_file, from_memory) = read_both(name, &bytes);
         assert_eq!(from_file, "truncated", "{name}");
         assert_eq!(from_memory, "truncated", "{name}");
@@ -539,8 +667,15 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
     let mut inner = W::new(Encoding::EXPLICIT_LE);
     inner.head(t(0x0008, 0x1150), b"UI", 0xFFF0).raw(b"1.2");
     let mut w = W::new(Encoding::EXPLICIT_LE);
-    w.el(t(0x0008, 0x0018), b"UI", "1.2").head(t(0x0008, 0x1140), b"SQ", inner.buf.len() as u32 + 8);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2").head(
+        t(0x0008, 0x1140),
+        b"SQ",
+        inner.buf.len() as u32 + 8,
+    );
     w.item(inner.buf.len() as u32).raw(&inner.buf);
     let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", &w.buf));
-    assert_eq!((from_file.as_str(), from_memory.as_str()), ("truncated", "truncated"));
+    assert_eq!(
+        (from_file.as_str(), from_memory.as_str()),
+        ("truncated", "truncated")
+    );
 }

@@ -1,7 +1,8 @@
 """`fastindex PATH... > index.ndjson`: stdout is data, stderr is talk.
 
 Exit codes: 0 done (files that gave no record are counted, and listed with
---errors); 1 fatal (a PATH missing, output not writable); 2 usage; 3 done,
+--errors; also when the reader of stdout closed it early, as `| head`
+does); 1 fatal (a PATH missing, output not writable); 2 usage; 3 done,
 but --strict and some files were errors; 130 interrupted (SIGINT), 143
 terminated (SIGTERM).
 """
@@ -14,14 +15,16 @@ import os
 import re
 import signal
 import sys
+import warnings
 
 import anyio
+import orjson
 
 from . import __version__
 from .outcomes import Summary
 from .pipeline import Options, run
 from .tags import resolve
-from .write import FORMATS, NdjsonWriter, Output, columns
+from .write import FORMATS, Interrupted, NdjsonWriter, Output, columns, identity
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_STRICT = 0, 1, 2, 3
 
@@ -30,26 +33,32 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fastindex",
         description="Index DICOM files into NDJSON: one line per subseries (default) or per file.",
-        epilog="Exit codes: 0 done, 1 fatal, 2 usage, 3 errors with --strict, 130 interrupted.",
+        epilog="Exit codes: 0 done, 1 fatal, 2 usage, 3 errors with --strict, 130/143 interrupted.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", default=["."], help="files or directories (default: .)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout; - is stdout")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="parse threads (default: cores)")
     p.add_argument("--concurrency", type=int, metavar="N", default=16, help="header reads in flight ahead of the parsers on a slow (cold, network) disk; 0 turns it off (default: 16)")
     p.add_argument("--level", choices=("subseries", "instance"), default="subseries", help="one line per subseries (sorted) or per file (as read)")
     p.add_argument("--format", choices=tuple(FORMATS), default="ndjson", help="ndjson (default), csv, or parquet (needs pyarrow)")
-    p.add_argument("--relative-to", metavar="DIR", help="base of file_path and folder (default: current directory)")
-    p.add_argument("--errors", metavar="FILE", help="NDJSON list of every file not indexed, with its reason")
-    p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (loops are detected)")
+    p.add_argument("--relative-to", metavar="DIR", help="write file_path and folder relative to DIR (default: as the PATHs were given)")
+    p.add_argument("--exclude", metavar="GLOB", action="append", default=[], help="leave out entries matching GLOB below each PATH (repeatable): a name (.snapshot, *.tmp) or a path with / (scratch/**)")
+    p.add_argument("--errors", metavar="FILE", help="NDJSON list of every file not indexed (with its reason) and of files with warnings")
+    p.add_argument("--summary", metavar="FILE", help="write the end-of-run summary here as one JSON object")
+    p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links inside the PATHs (loops are detected); links named as PATHs are always followed")
     p.add_argument("--tags", metavar="KEYWORD,...", help="extra top-level tags, by keyword or (gggg,eeee)")
     p.add_argument("--strict", action="store_true", help="exit 3 when any file is an error")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on stderr but fatal errors")
     p.add_argument("--version", action="version", version=f"fastindex {__version__}")
     return p
 
 
 def _progress(summary: Summary) -> None:
     rate = summary.seen / summary.seconds if summary.seconds else 0
-    sys.stderr.write(f"\r\x1b[Kseen {summary.seen}, indexed {summary.indexed}, {rate:.0f} files/s")
+    sys.stderr.write(
+        f"\r\x1b[Kseen {summary.seen}, indexed {summary.indexed}, errors {summary.errors}, "
+        f"{summary.seconds:.1f} s, {rate:.0f} files/s"
+    )
     sys.stderr.flush()
 
 
@@ -109,6 +118,45 @@ def _silence_stdout() -> None:
         pass
 
 
+def _usage(message: str) -> int:
+    print(f"fastindex: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, if anything (a usage error)."""
+    if args.jobs is not None and args.jobs < 1:
+        return "-j must be at least 1"
+    if args.concurrency < 0:
+        return "--concurrency must be 0 or more"
+    if args.relative_to is not None and not os.path.isdir(args.relative_to):
+        return f"--relative-to {args.relative_to}: not a directory"
+    named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
+    named = [(flag, path) for flag, path in named if path is not None or flag == "-o"]
+    for i, (flag_a, a) in enumerate(named):
+        for flag_b, b in named[i + 1 :]:
+            if identity(a) == identity(b):
+                return f"{flag_a} and {flag_b} name the same output ({a or 'stdout'}): one would replace the other"
+    try:
+        from . import _native
+
+        _native.check_exclude(args.exclude)
+    except ValueError as e:
+        return f"--exclude: {e}"
+    return None
+
+
+def _own_files(*paths: str | None) -> list[tuple[int, int]]:
+    """(device, inode) of the output files that already exist: a run inside
+    the archive must not index its own outputs."""
+    out = []
+    for p in paths:
+        kind, *ids = identity(p)
+        if kind == "file":
+            out.append(tuple(ids))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     # The run makes few Python objects and no cycles worth collecting; the
     # collector's passes over the import-time heap are pure cost.
@@ -118,64 +166,96 @@ def main(argv: list[str] | None = None) -> int:
     early: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda n, _frame: early.append(n))
+    # Libraries' warnings never reach stderr: pydicom's are caught per file
+    # (fallback.read_noted), counted and listed with --errors.
+    warnings.simplefilter("ignore")
     args = parser().parse_args(argv)
     try:
         # Split on commas, but not inside "(gggg,eeee)".
         extras = resolve(re.findall(r"\([^)]*\)|[^,]+", args.tags or ""))
     except ValueError as e:
-        print(f"fastindex: --tags: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.jobs is not None and args.jobs < 1:
-        print("fastindex: -j must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    if args.concurrency < 0:
-        print("fastindex: --concurrency must be 0 or more", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(f"--tags: {e}")
+    problem = _check(args)
+    if problem:
+        return _usage(problem)
     for p in args.paths:
         if not os.path.lexists(p):
             print(f"fastindex: {p}: no such file or directory", file=sys.stderr)
             return EXIT_FATAL
+    talk = not args.quiet
     options = Options(
         jobs=args.jobs,
         relative_to=args.relative_to,
         follow_symlinks=args.follow_symlinks,
         extras=extras,
         concurrency=args.concurrency,
-        progress=_progress if sys.stderr.isatty() else None,
+        exclude=args.exclude,
+        own=_own_files(args.output, args.errors, args.summary),
+        progress=_progress if talk and sys.stderr.isatty() else None,
     )
     outputs: list[Output] = []
+    summary = None
     try:
-        outputs.append(Output(args.output))
-        out = FORMATS[args.format](outputs[-1], columns(args.level, extras))
+        writer = FORMATS[args.format]
+        if hasattr(writer, "check"):
+            writer.check()  # a missing dependency, before any file is made
+        outputs.append(Output(args.output, lambda: bool(early)))
+        out = writer(outputs[-1], columns(args.level, extras))
         errors = None
         if args.errors:
-            outputs.append(Output(args.errors))
+            outputs.append(Output(args.errors, lambda: bool(early)))
             errors = NdjsonWriter(outputs[-1])
         summary, signum = anyio.run(_main, args, options, out, errors, early)
+        if signum is None:
+            out.finish()
+            if errors:
+                errors.finish()
+        # The last moment a signal can still cancel the run: after it, both
+        # outputs are committed together (a signal then only waits).
         signum = signum or (early[0] if early else None)
         if signum is not None:
-            for o in outputs:
-                o.abort()
+            raise Interrupted(signum)
+        for o in outputs:
+            o.commit()
+    except Interrupted as stop:
+        for o in outputs:
+            o.abort()
+        signum = stop.args[0] if stop.args else early[0]
+        if talk:
             print("\nfastindex: interrupted; no partial output file was left", file=sys.stderr)
-            return 128 + signum
-        out.finish()
-        if errors:
-            errors.finish()
+        return _finish(args, summary, 128 + signum)
     except BaseException as caught:
+        for o in outputs:
+            o.abort()
         e = _os_error(caught)
         if e is None:
             raise
-        for o in outputs:
-            o.abort()
-        _silence_stdout()
         if isinstance(e, BrokenPipeError):
-            print("fastindex: output closed by the reader", file=sys.stderr)
-        else:
-            print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
+            # The reader has what it wanted (`| head`): done, quietly, as
+            # ripgrep does; output files are left as they were.
+            _silence_stdout()
+            return EXIT_OK
+        _silence_stdout()
+        print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
         return EXIT_FATAL
     if options.progress:
         sys.stderr.write("\r\x1b[K")
-    print(summary.line(), file=sys.stderr)
-    if args.strict and summary.errors:
-        return EXIT_STRICT
-    return EXIT_OK
+    if talk:
+        print(summary.line(), file=sys.stderr)
+    return _finish(args, summary, EXIT_STRICT if args.strict and summary.errors else EXIT_OK)
+
+
+def _finish(args: argparse.Namespace, summary: Summary | None, code: int) -> int:
+    """Write --summary (when there is one to write) and give the exit code."""
+    if args.summary is None or summary is None:
+        return code
+    data = summary.as_dict()
+    data["exit_code"] = code
+    try:
+        out = Output(args.summary)
+        out.file.write(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+        out.commit()
+    except OSError as e:
+        print(f"fastindex: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FATAL
+    return code

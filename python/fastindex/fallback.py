@@ -8,11 +8,13 @@ numbers, blanks) is applied on top.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import os
 import re
 import stat
-import warnings
+import threading
 import zlib
 from typing import Any, Sequence
 
@@ -227,8 +229,7 @@ def _open(path) -> io.FileIO:
 
 def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Dataset:
     stop = _stop_after(last_wanted)
-    with _open(path) as raw, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _open(path) as raw:
         fp = io.BufferedReader(_Capped(raw, READ_LIMIT))
         preamble = read_preamble(fp, True)
         if preamble is None:
@@ -311,3 +312,47 @@ def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] =
         raise
     except Exception as e:
         raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None
+
+
+class _Capture(logging.Handler):
+    """pydicom's warnings about the file this thread is reading. pydicom
+    logs every warning it issues (`warn_and_log`), so a handler on its
+    logger hears each one, per thread, with no global state to swap (the
+    `warnings` module's filters are process-wide and not thread-safe)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(self.local, "sink", None)
+        if sink is not None:
+            sink.append(" ".join(record.getMessage().split()))
+
+
+_capture = _Capture()
+logging.getLogger("pydicom").addHandler(_capture)
+
+
+@dataclasses.dataclass
+class Notes:
+    """What went wrong in an indexed file: `count` warnings (values that
+    did not parse and pydicom's own), described by `messages`."""
+
+    count: int = 0
+    messages: list[str] = dataclasses.field(default_factory=list)
+
+
+def read_noted(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, Notes]:
+    """`read_record`, with pydicom's warnings for this file caught."""
+    sink: list[str] = []
+    before = getattr(_capture.local, "sink", None)
+    _capture.local.sink = sink
+    try:
+        rec, unparsed = read_record(path, display, extras)
+    finally:
+        _capture.local.sink = before
+    notes = Notes(unparsed + len(sink), [f"pydicom: {m}" for m in sink])
+    if unparsed:
+        notes.messages.append(f"{unparsed} value(s) present but not parsable, written as null")
+    return rec, notes

@@ -12,12 +12,17 @@ CATEGORY = {
     "not_regular": "skipped",
     "symlink": "skipped",
     "symlink_loop": "skipped",
+    "excluded": "skipped",
     "not_dicom": "not DICOM",
     "truncated": "errors",
     "malformed": "errors",
     "unreadable": "errors",
     "unsupported": "errors",
 }
+
+#: not a reason a file gave no record: an indexed file with warnings (values
+#: that did not parse, pydicom's warnings), listed beside the problems
+WARNING = "warning"
 
 #: reasons for which pydicom gets a try after the fast path gave up
 FALLBACK_REASONS = frozenset({"unsupported", "malformed"})
@@ -57,6 +62,24 @@ class Summary:
     def _detail(self, category: str) -> str:
         parts = [f"{r} {n}" for r, n in sorted(self.reasons.items()) if CATEGORY.get(r, "errors") == category]
         return f" ({', '.join(parts)})" if parts else ""
+
+    def as_dict(self) -> dict:
+        """Every count of the summary line, per reason, and the time: what
+        `--summary FILE` writes."""
+        return {
+            "seen": self.seen,
+            "indexed": self.indexed,
+            "skipped": self.count("skipped"),
+            "not_dicom": self.count("not DICOM"),
+            "errors": self.errors,
+            "via_pydicom": self.via_pydicom,
+            "duplicates": self.duplicates,
+            "unresolved_references": self.unresolved,
+            "warnings": self.warnings,
+            "reasons": dict(sorted(self.reasons.items())),
+            "seconds": round(self.seconds, 6),
+            "files_per_second": round(self.seen / self.seconds, 1) if self.seconds > 0 else 0.0,
+        }
 
     def line(self) -> str:
         rate = self.seen / self.seconds if self.seconds > 0 else 0.0

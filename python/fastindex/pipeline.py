@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 
 from . import _native
-from .outcomes import FALLBACK_REASONS, NotIndexed, Summary
+from .outcomes import FALLBACK_REASONS, WARNING, NotIndexed, Summary
 
 
 @dataclass
@@ -35,21 +35,54 @@ class Options:
     #: header reads requested ahead of the parsers when the disk is slow
     #: (0: none); idle while files come from the page cache
     concurrency: int = 16
+    #: --exclude globs, matched below each PATH (see walk.rs)
+    exclude: Sequence[str] = ()
+    #: (device, inode) of this run's own output files: never indexed
+    own: Sequence[tuple[int, int]] = ()
     #: called with the running summary now and then (progress display)
     progress: Callable[[Summary], None] | None = field(default=None, repr=False)
 
 
+def display_path(path: str) -> str:
+    """A PATH as records write it: as given (relative stays relative,
+    absolute stays absolute, as find, fd and rg do), '/'-separated, without
+    `.` components or repeated and trailing slashes ("" for `.` itself)."""
+    parts = [c for c in path.split("/") if c not in ("", ".")]
+    joined = "/".join(parts)
+    return "/" + joined if path.startswith("/") else joined
+
+
 def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
-    """(path, display prefix) per PATH; display is relative to the base."""
-    base = os.path.abspath(relative_to or os.curdir)
-    out = []
+    """(path, display prefix) per PATH, each file once: a PATH that is, or
+    lies inside, another PATH (after resolving links) is walked as part of
+    that one. Raises FileNotFoundError for a missing PATH or base,
+    NotADirectoryError for a base that is not a directory."""
+    base = None
+    if relative_to is not None:
+        base = os.path.abspath(relative_to)
+        if not os.path.isdir(base):
+            error = NotADirectoryError if os.path.exists(base) else FileNotFoundError
+            raise error(f"--relative-to {relative_to}: {'not a directory' if os.path.exists(base) else 'no such directory'}")
+    kept: list[tuple[str, str, str]] = []  # (path, display, resolved)
     for p in paths:
         p = os.fsdecode(os.fspath(p))
         if not os.path.lexists(p):
             raise FileNotFoundError(f"{p}: no such file or directory")
-        display = os.path.relpath(os.path.abspath(p), base)
-        out.append((p, "" if display == "." else display))
-    return out
+        if base is None:
+            display = display_path(p)
+        else:
+            display = os.path.relpath(os.path.abspath(p), base)
+            display = "" if display == "." else display
+        real = os.path.realpath(p)
+        if any(_within(real, r) for _, _, r in kept):
+            continue
+        kept = [k for k in kept if not _within(k[2], real)]
+        kept.append((p, display, real))
+    return [(p, d) for p, d, _ in kept]
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 async def run(
@@ -63,11 +96,18 @@ async def run(
     (subseries records, duplicates, references); with `on_records`, the
     per-file records are also passed to it as they are read.
     `on_problem(display, reason, message)` hears of every file that gave
-    no record."""
+    no record, and of every indexed file with warnings (reason "warning")."""
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
-    walker = _native.Walker(roots(paths, options.relative_to), options.follow_symlinks, options.batch_size, options.concurrency)
+    walker = _native.Walker(
+        roots(paths, options.relative_to),
+        options.follow_symlinks,
+        options.batch_size,
+        options.concurrency,
+        list(options.exclude),
+        list(options.own),
+    )
     aggregator = _native.Aggregator(schema)
     limiter = anyio.CapacityLimiter(jobs)
     summary = Summary()
@@ -82,7 +122,7 @@ async def run(
         from . import fallback  # pydicom is a quarter second to import: only when needed
 
         try:
-            rec, warnings = await anyio.to_thread.run_sync(fallback.read_record, path, display, options.extras, limiter=limiter)
+            rec, notes = await anyio.to_thread.run_sync(fallback.read_noted, path, display, options.extras, limiter=limiter)
         except NotIndexed as e:
             # A file the fast path only declined is judged by pydicom; one it
             # found damaged keeps that verdict, with pydicom's word added.
@@ -93,8 +133,10 @@ async def run(
         else:
             summary.indexed += 1
             summary.via_pydicom += 1
-            summary.warnings += warnings
+            summary.warnings += notes.count
             keep([rec])
+            if notes.messages and on_problem:
+                on_problem(display, WARNING, "; ".join(notes.messages))
             return
         summary.reasons[reason] += 1
         if on_problem:
@@ -113,7 +155,10 @@ async def run(
             if dicts is not None:
                 on_records(dicts)
             for path, display, reason, message in problems:
-                if reason in FALLBACK_REASONS:
+                if reason == WARNING:  # indexed, and counted in `warnings` already
+                    if on_problem:
+                        on_problem(display, reason, message)
+                elif reason in FALLBACK_REASONS:
                     await fall_back(path, display, reason, message)
                 else:
                     summary.reasons[reason] += 1

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
 import stat
 import sys
-from typing import BinaryIO, Iterable, Sequence
+import time
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 import orjson
 
@@ -26,47 +29,125 @@ def dumps(record: dict) -> bytes:
         return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-class Output:
-    """stdout, or FILE through a temporary file renamed at the end.
+#: paths that name one of this process's open descriptors
+_DESCRIPTOR = re.compile(r"/dev/(?:(stdout)|(stderr)|fd/(\d+))|/proc/self/fd/(\d+)")
 
-    A target that exists and is not a regular file (a device, a FIFO) is
-    written in place: there is nothing to rename over.
+
+class Interrupted(Exception):
+    """A signal came while an output was being opened (a FIFO with no reader)."""
+
+
+def _descriptor(path: str | None) -> int | None:
+    """The descriptor an output path names: stdout for None and "-"."""
+    if path is None or path == "-":
+        return 1
+    m = _DESCRIPTOR.fullmatch(path)
+    if m is None:
+        return None
+    return 1 if m[1] else 2 if m[2] else int(m[3] or m[4])
+
+
+def identity(path: str | None) -> tuple:
+    """What an output path writes to, to tell two outputs that are one: a
+    regular file by (device, inode) whatever the path to it, else the
+    descriptor or the resolved path."""
+    fd = _descriptor(path)
+    try:
+        st = os.fstat(fd) if fd is not None else os.stat(path)  # type: ignore[arg-type]
+        if stat.S_ISREG(st.st_mode):
+            return ("file", st.st_dev, st.st_ino)
+    except OSError:
+        pass
+    return ("fd", fd) if fd is not None else ("path", os.path.realpath(path))  # type: ignore[arg-type]
+
+
+class Output:
+    """Where one output goes, committed whole or not at all:
+
+    - None or "-": stdout; `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`: that
+      descriptor, as the shell set it up;
+    - a FIFO or a device (also behind links): written in place; a FIFO is
+      opened without blocking, waiting for a reader while `interrupted()`
+      says no signal has come;
+    - otherwise a regular file, through links to their target: written to
+      a temporary file beside the target (`.fastindex-*.part`, which the
+      walker never indexes) and renamed over it on commit, with the mode
+      and owner of the file it replaces. (A rename cannot keep hard links:
+      other links keep the old content.)
+
+    Errors name `path`, never the temporary file.
     """
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, interrupted: Callable[[], bool] = lambda: False):
         self.path = path
         self._tmp: str | None = None
-        if path is None:
-            self.file: BinaryIO = sys.stdout.buffer
-            return
+        self._target: str | None = None
+        self._prepared = False
+        fd = _descriptor(path)
         try:
-            special = not stat.S_ISREG(os.stat(path).st_mode)
+            if fd == 1 and (path is None or path == "-"):
+                self.file: BinaryIO = sys.stdout.buffer
+            elif fd is not None:
+                self.file = os.fdopen(os.dup(fd), "wb")
+            else:
+                self.file = self._open(path, interrupted)  # type: ignore[arg-type]
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from None
+
+    def _open(self, path: str, interrupted: Callable[[], bool]) -> BinaryIO:
+        target = os.path.realpath(path)
+        try:
+            st: os.stat_result | None = os.stat(target)
         except FileNotFoundError:
-            special = False
-        if special:
-            self.file = open(path, "wb")
-            return
+            st = None
+        if st is not None and stat.S_ISFIFO(st.st_mode):
+            return os.fdopen(_open_fifo(target, interrupted), "wb")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            return open(target, "wb")
         import tempfile  # a few milliseconds of start-up, only when needed
 
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, self._tmp = tempfile.mkstemp(prefix=".fastindex-", suffix=".part", dir=folder)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        self.file = os.fdopen(fd, "wb")
+        fd, self._tmp = tempfile.mkstemp(prefix=".fastindex-", suffix=".part", dir=os.path.dirname(target))
+        self._target = target
+        if st is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        else:
+            # An index of patient IDs kept private stays private.
+            try:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        return os.fdopen(fd, "wb")
+
+    def prepare(self) -> None:
+        """Everything written and on disk, ready for `commit`. Writers call
+        this when they finish; the caller commits their outputs together."""
+        if self._prepared:
+            return
+        self._prepared = True
+        try:
+            self.file.flush()
+            if self._tmp is not None:
+                os.fsync(self.file.fileno())
+            if self.file is not sys.stdout.buffer:
+                self.file.close()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.path) from None
 
     def commit(self) -> None:
-        self.file.flush()
-        if self.path is None:
-            return
-        self.file.close()
+        self.prepare()
         if self._tmp is not None:
-            os.replace(self._tmp, self.path)
+            try:
+                os.replace(self._tmp, self._target)  # type: ignore[arg-type]
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, self.path) from None
             self._tmp = None
 
     def abort(self) -> None:
         try:
-            self.file.flush() if self.path is None else self.file.close()
+            self.file.flush() if self.file is sys.stdout.buffer else self.file.close()
         except OSError:
             pass
         if self._tmp is not None:
@@ -75,6 +156,23 @@ class Output:
             except FileNotFoundError:
                 pass
             self._tmp = None
+
+
+def _open_fifo(path: str, interrupted: Callable[[], bool]) -> int:
+    """Open a FIFO for writing once a reader has it open; a signal (seen
+    through `interrupted`) ends the wait."""
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        else:
+            os.set_blocking(fd, True)
+            return fd
+        if interrupted():
+            raise Interrupted()
+        time.sleep(0.05)
 
 
 # Column types, by field kind and by the VR of extra tags.
@@ -106,7 +204,7 @@ class NdjsonWriter:
         write_all(self.out.file, b"".join(map(dumps, records)))
 
     def finish(self) -> None:
-        self.out.commit()
+        self.out.prepare()
 
 
 def _cell(v) -> str:
@@ -136,7 +234,7 @@ class CsvWriter:
     def finish(self) -> None:
         self._text.flush()
         self._text.detach()
-        self.out.commit()
+        self.out.prepare()
 
 
 class ParquetWriter:
@@ -169,7 +267,7 @@ class ParquetWriter:
             schema = pa.schema([(n, pa.binary() if n in _PATHS else t) for n, t in zip(schema.names, schema.types)])
         table = pa.Table.from_pylist(self.rows, schema=schema)
         pq.write_table(table, self.out.file)
-        self.out.commit()
+        self.out.prepare()
 
 
 _PATHS = ("file_path", "folder")
