@@ -1,4 +1,4 @@
-//! The one table of fields (shared/dictionary.md), and what the reader
+//! The one table of fields (docs/dictionary.md), and what the reader
 //! must collect to fill it. Python reads the same table through
 //! `_native.FIELDS`, so the pydicom fallback fills exactly these fields.
 

@@ -6,7 +6,7 @@ report: the per-file record for files that are indexed, the reason for files
 that are not, and the subseries records of the default output.
 
 Every expected value below is written out by hand from
-/work/shared/dictionary.md (the contract), not computed by a reader, so the
+docs/dictionary.md (the contract), not computed by a reader, so the
 archive checks a reader instead of agreeing with one. The archive covers:
 
 - a CT series split into two subseries (AcquisitionNumber 1 and 2), with one

@@ -14,7 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from corpora import CHARSET_FILES, PYDICOM_FILES, SHARED, files_under
+from corpora import CHARSET_FILES, PYDICOM_FILES, VENDORED, copy_corpora, files_under
 from fastindex import INSTANCE_FIELDS, SUBSERIES_FIELDS
 
 SUMMARY = re.compile(
@@ -35,12 +35,10 @@ def lines(data: bytes) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    """pydicom's test files, charset files and the shared corpus, copied
-    into one archive (cwd = its parent)."""
+    """pydicom's test files, charset files and the files vendored in
+    tests/data, copied into one archive (cwd = its parent)."""
     root = tmp_path_factory.mktemp("cli")
-    shutil.copytree(PYDICOM_FILES, root / "archive" / "pydicom")
-    shutil.copytree(CHARSET_FILES, root / "archive" / "charset")
-    shutil.copytree(SHARED, root / "archive" / "shared")
+    copy_corpora(root / "archive", pydicom=PYDICOM_FILES, charset=CHARSET_FILES, vendored=VENDORED)
     return root
 
 
@@ -107,16 +105,16 @@ def test_stdout_is_only_ndjson_and_stderr_ends_with_summary(tree):
 
 
 def test_output_file_is_complete_or_absent(tree):
-    stdout = fastindex("archive/shared", cwd=tree).stdout
-    fastindex("archive/shared", "-o", "out.ndjson", cwd=tree)
+    stdout = fastindex("archive/vendored", cwd=tree).stdout
+    fastindex("archive/vendored", "-o", "out.ndjson", cwd=tree)
     assert (tree / "out.ndjson").read_bytes() == stdout
-    proc = fastindex("archive/shared", "-o", "missing/out.ndjson", cwd=tree, check=False)
+    proc = fastindex("archive/vendored", "-o", "missing/out.ndjson", cwd=tree, check=False)
     assert proc.returncode == 1 and not (tree / "missing").exists()
     assert not [p for p in tree.iterdir() if p.name.startswith(".fastindex-")]
 
 
 def test_full_disk_fails_loudly(tree):
-    proc = fastindex("archive/shared", "-o", "/dev/full", cwd=tree, check=False)
+    proc = fastindex("archive/vendored", "-o", "/dev/full", cwd=tree, check=False)
     assert proc.returncode == 1
     assert b"No space left" in proc.stderr
 
@@ -128,9 +126,9 @@ def test_missing_path_is_fatal(tree):
 
 
 def test_relative_to_changes_paths(tree):
-    records = lines(fastindex("archive/shared/highdicom", "--relative-to", "archive", cwd=tree).stdout)
-    assert records and all(r["file_path"].startswith("shared/highdicom/") for r in records)
-    assert all(r["folder"] == "shared/highdicom" for r in records)
+    records = lines(fastindex("archive/vendored/highdicom", "--relative-to", "archive", cwd=tree).stdout)
+    assert records and all(r["file_path"].startswith("vendored/highdicom/") for r in records)
+    assert all(r["folder"] == "vendored/highdicom" for r in records)
 
 
 def test_real_seg_references_real_ct(tmp_path):
@@ -138,7 +136,7 @@ def test_real_seg_references_real_ct(tmp_path):
     ct_dir = PYDICOM_FILES / "dicomdirtests" / "77654033" / "CT2"
     shutil.copytree(ct_dir, tmp_path / "archive" / "ct")
     (tmp_path / "archive" / "seg").mkdir()
-    shutil.copy(SHARED / "highdicom" / "seg_image_ct_binary.dcm", tmp_path / "archive" / "seg")
+    shutil.copy(VENDORED / "highdicom" / "seg_image_ct_binary.dcm", tmp_path / "archive" / "seg")
     records = lines(fastindex("archive", cwd=tmp_path).stdout)
     ct_series = pydicom.dcmread(next(ct_dir.iterdir())).SeriesInstanceUID
     [seg] = [r for r in records if r["modality"] == "SEG"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from corpora import PYDICOM_FILES, SHARED
+from corpora import PYDICOM_FILES, VENDORED, copy_corpora
 
 TAGS = "Rows,PixelSpacing,InstanceNumber,KVP,ImageType"
 
@@ -26,8 +25,7 @@ def run(args, cwd):
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
-    shutil.copytree(PYDICOM_FILES, root / "archive" / "pydicom")
-    shutil.copytree(SHARED, root / "archive" / "shared")
+    copy_corpora(root / "archive", pydicom=PYDICOM_FILES, vendored=VENDORED)
     return root
 
 

@@ -6,7 +6,7 @@
     ...     pass
     >>> fastindex.read_header("archive/ct/1.dcm")          # one file
 
-Fields and their meaning: the metadata dictionary (README).
+Fields and their meaning: the metadata dictionary, docs/dictionary.md.
 """
 
 from __future__ import annotations
