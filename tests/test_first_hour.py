@@ -314,3 +314,15 @@ def test_summary_file_of_a_strict_run_says_its_exit_code(archive):
     proc = cli("archive", "--strict", "--summary", "s.json", cwd=archive.parent)
     s = json.loads((archive.parent / "s.json").read_bytes())
     assert proc.returncode == s["exit_code"] == 3 and s["errors"] == 1
+
+
+def test_progress_line_shows_elapsed_time_and_errors(capsys):
+    from fastindex.cli import _progress
+    from fastindex.outcomes import Summary
+
+    s = Summary(indexed=90, seconds=12.34)
+    s.reasons.update({"truncated": 3, "not_dicom": 7})
+    _progress(s)
+    line = capsys.readouterr().err
+    assert line.startswith("\r\x1b[K") and "\n" not in line
+    assert "seen 100, indexed 90, errors 3, 12.3 s, 8 files/s" in line
