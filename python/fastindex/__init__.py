@@ -11,18 +11,40 @@ Fields and their meaning: the metadata dictionary, docs/dictionary.md.
 
 from __future__ import annotations
 
-from ._native import __version__
-from .api import index, iter_instances, read_header
-from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
-from .outcomes import NotIndexed
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "FIELDS",
-    "INSTANCE_FIELDS",
-    "SUBSERIES_FIELDS",
-    "NotIndexed",
-    "__version__",
-    "index",
-    "iter_instances",
-    "read_header",
-]
+if TYPE_CHECKING:
+    from ._native import __version__
+    from .api import index, iter_instances, read_header
+    from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
+    from .outcomes import NotIndexed
+
+#: public name -> module that defines it. Imported on first use: the
+#: command installs its signal handlers before anything heavy is imported
+#: (the native module, anyio, orjson), and `import fastindex` stays cheap.
+_WHERE = {
+    "__version__": "._native",
+    "index": ".api",
+    "iter_instances": ".api",
+    "read_header": ".api",
+    "FIELDS": ".fields",
+    "INSTANCE_FIELDS": ".fields",
+    "SUBSERIES_FIELDS": ".fields",
+    "NotIndexed": ".outcomes",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastindex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

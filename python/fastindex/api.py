@@ -77,7 +77,7 @@ def read_header(
     engine="rust" uses only the fast path, "pydicom" only pydicom, "auto"
     the fast path with pydicom for what it declines (as the CLI does).
     """
-    from . import fallback
+    from .fallback_pool import read_one
 
     extras = resolve(tags or ())
     [(p, display)] = roots([path], relative_to)
@@ -85,12 +85,12 @@ def read_header(
     if not stat.S_ISREG(os.stat(p).st_mode):
         raise NotIndexed("not_regular", "not a regular file (FIFO, socket or device)")
     if engine == "pydicom":
-        return fallback.read_record(p, display, extras)[0]
+        return read_one(p, display, extras)[0]
     if engine not in ("rust", "auto"):
         raise ValueError(f"engine must be auto, rust or pydicom, not {engine!r}")
     status, payload, _ = _native.read_file(_native.Schema(list(extras)), p, display)
     if status == "indexed":
         return payload
     if engine == "auto" and status in FALLBACK_REASONS:
-        return fallback.read_record(p, display, extras)[0]
+        return read_one(p, display, extras)[0]
     raise NotIndexed(status, payload)

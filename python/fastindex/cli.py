@@ -13,14 +13,13 @@ import argparse
 import gc
 import os
 import re
-import signal
 import sys
 import warnings
 
 import anyio
 import orjson
 
-from . import __version__
+from . import __version__, fallback_pool
 from .outcomes import Summary
 from .pipeline import Options, run
 from .tags import resolve
@@ -48,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links inside the PATHs (loops are detected); links named as PATHs are always followed")
     p.add_argument("--tags", metavar="KEYWORD,...", help="extra top-level tags, by keyword or (gggg,eeee)")
     p.add_argument("--strict", action="store_true", help="exit 3 when any file is an error")
+    p.add_argument("--fallback-jobs", type=int, metavar="N", default=fallback_pool.PROCESSES, help=f"pydicom fallback processes at most, whatever -j (default: {fallback_pool.PROCESSES})")
+    p.add_argument("--fallback-memory", type=int, metavar="MIB", default=fallback_pool.MEMORY_MIB, help=f"memory a fallback process may take for one file, in MiB; more is error too_large; 0: no limit (default: {fallback_pool.MEMORY_MIB})")
+    p.add_argument("--fallback-timeout", type=float, metavar="S", default=fallback_pool.TIMEOUT_S, help=f"seconds the fallback may take for one file; more is error timeout; 0: no limit (default: {fallback_pool.TIMEOUT_S:g})")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on stderr but fatal errors")
     p.add_argument("--version", action="version", version=f"fastindex {__version__}")
     return p
@@ -72,15 +74,13 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
             errors.write([{"file_path": display, "reason": reason, "message": message}])
 
     async def watch(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            if early:
-                result[1] = early[0]
-                scope.cancel()
-                return
-            async for signum in signals:
-                result[1] = signum
-                scope.cancel()
-                return
+        # The handlers stay the command's own (see _start): a receiver of
+        # the event loop's would hand the signals back to the defaults when
+        # it closes, before the outputs are committed.
+        while not early:
+            await anyio.sleep(0.05)
+        result[1] = early[0]
+        scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
@@ -129,6 +129,10 @@ def _check(args: argparse.Namespace) -> str | None:
         return "-j must be at least 1"
     if args.concurrency < 0:
         return "--concurrency must be 0 or more"
+    if args.fallback_jobs < 1:
+        return "--fallback-jobs must be at least 1"
+    if args.fallback_memory < 0 or args.fallback_timeout < 0:
+        return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
@@ -158,14 +162,17 @@ def _own_files(*paths: str | None) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._start import main as start
+
+    return start(argv)
+
+
+def command(argv: list[str] | None, early: list[int]) -> int:
+    """The command, once `_start` has its signal handlers in place: the
+    signals that came are in `early`."""
     # The run makes few Python objects and no cycles worth collecting; the
     # collector's passes over the import-time heap are pure cost.
     gc.disable()
-    # A signal before the run listens for them is kept and acted on, not
-    # raised as KeyboardInterrupt half-way through opening the outputs.
-    early: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda n, _frame: early.append(n))
     # Libraries' warnings never reach stderr: pydicom's are caught per file
     # (fallback.read_noted), counted and listed with --errors.
     warnings.simplefilter("ignore")
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         exclude=args.exclude,
         own=_own_files(args.output, args.errors, args.summary),
+        fallback=fallback_pool.Limits(args.fallback_jobs, args.fallback_memory, args.fallback_timeout),
         progress=_progress if talk and sys.stderr.isatty() else None,
     )
     outputs: list[Output] = []

@@ -56,9 +56,13 @@ class _Capped(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    #: whether something past the limit was asked for
+    hit = False
+
     def readinto(self, b) -> int:
         room = self._limit - self._f.tell()
         if room <= 0:
+            self.hit = self.hit or len(b) > 0
             return 0
         data = self._f.read(min(len(b), room))
         b[: len(data)] = data
@@ -230,21 +234,33 @@ def _open(path) -> io.FileIO:
 def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Dataset:
     stop = _stop_after(last_wanted)
     with _open(path) as raw:
-        fp = io.BufferedReader(_Capped(raw, READ_LIMIT))
+        capped = _Capped(raw, READ_LIMIT)
+        fp = io.BufferedReader(capped)
         preamble = read_preamble(fp, True)
         if preamble is None:
             fp.seek(0)
         meta = _read_file_meta_info(fp)
         if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
             fp.seek(0)
-            return read_partial(fp, stop_when=stop, force=True)
+            ds = read_partial(fp, stop_when=stop, force=True)
+            # A header cut at the cap would give a partial record: none.
+            if capped.hit:
+                raise _too_large()
+            return ds
         # pydicom would inflate the whole rest of the file in one call, as
         # large as a hostile file makes it; inflate at most READ_LIMIT here.
-        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(fp.read(), READ_LIMIT)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        inflated = inflater.decompress(fp.read(), READ_LIMIT)
+        if capped.hit or (len(inflated) == READ_LIMIT and inflater.unconsumed_tail):
+            raise _too_large()
         ds = read_dataset_from(DicomBytesIO(inflated), False, True, stop_when=stop)
         out = FileDataset(str(path), ds, preamble=preamble, file_meta=meta)
         out.set_original_encoding(False, True, ds._character_set)
         return out
+
+
+def _too_large() -> NotIndexed:
+    return NotIndexed("too_large", f"the header runs past {READ_LIMIT >> 20} MiB, more than the fallback reads")
 
 
 def folder_of(display: str) -> str:
@@ -297,11 +313,17 @@ def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] =
     except NotIndexed:
         raise
     except OSError as e:
-        raise NotIndexed("unreadable", str(e)) from None
+        if e.errno is not None:  # the system's: the file could not be read
+            raise NotIndexed("unreadable", str(e)) from None
+        failure: Exception = e  # pydicom's, about the bytes
     except Exception as e:  # pydicom raises many kinds on damaged files
+        failure = e
+    else:
+        failure = None
+    if failure is not None:
         if not part10:
             raise NotIndexed("not_dicom", NOT_DICOM) from None
-        raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None
+        raise NotIndexed("malformed", f"pydicom: {type(failure).__name__}: {failure}") from None
     # With force=True pydicom makes a data set of anything; one that holds
     # none of the wanted tags was never DICOM (the fast path's rule too).
     if not part10 and not any(t in ds for t in _WANTED):

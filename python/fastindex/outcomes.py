@@ -18,6 +18,8 @@ CATEGORY = {
     "malformed": "errors",
     "unreadable": "errors",
     "unsupported": "errors",
+    "too_large": "errors",
+    "timeout": "errors",
 }
 
 #: not a reason a file gave no record: an indexed file with warnings (values
@@ -27,6 +29,10 @@ WARNING = "warning"
 #: reasons for which pydicom gets a try after the fast path gave up
 FALLBACK_REASONS = frozenset({"unsupported", "malformed"})
 
+#: reasons the fallback gives when a file hits one of its limits: these
+#: stand whatever the fast path said (see fallback_pool)
+LIMIT_REASONS = frozenset({"too_large", "timeout"})
+
 
 class NotIndexed(Exception):
     """A file that gave no record; `reason` is one of CATEGORY's keys."""
@@ -35,6 +41,10 @@ class NotIndexed(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+    def __reduce__(self):
+        # Picklable, for process pools: rebuilt from its two fields.
+        return (type(self), (self.reason, self.message))
 
 
 @dataclasses.dataclass

@@ -18,7 +18,8 @@ import anyio
 import anyio.to_thread
 
 from . import _native
-from .outcomes import FALLBACK_REASONS, WARNING, NotIndexed, Summary
+from .fallback_pool import Limits, Pool
+from .outcomes import FALLBACK_REASONS, LIMIT_REASONS, WARNING, NotIndexed, Summary
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Options:
     exclude: Sequence[str] = ()
     #: (device, inode) of this run's own output files: never indexed
     own: Sequence[tuple[int, int]] = ()
+    #: the pydicom fallback's processes and their limits
+    fallback: Limits = field(default_factory=Limits)
     #: called with the running summary now and then (progress display)
     progress: Callable[[Summary], None] | None = field(default=None, repr=False)
 
@@ -119,24 +122,22 @@ async def run(
             aggregator.add_dict(d, d["file_path"])
 
     async def fall_back(path: str, display: str, reason: str, message: str) -> None:
-        from . import fallback  # pydicom is a quarter second to import: only when needed
-
         try:
-            rec, notes = await anyio.to_thread.run_sync(fallback.read_noted, path, display, options.extras, limiter=limiter)
+            rec, count, messages = await pool.read(path, display, options.extras)
         except NotIndexed as e:
             # A file the fast path only declined is judged by pydicom; one it
-            # found damaged keeps that verdict, with pydicom's word added.
-            if reason == "unsupported":
-                reason, message = e.reason, f"{message}; then {e.message}"
-            else:
-                message = f"{message}; then {e.message}"
+            # found damaged keeps that verdict, with pydicom's word added;
+            # a file over a limit of the fallback says so.
+            if reason == "unsupported" or e.reason in LIMIT_REASONS:
+                reason = e.reason
+            message = f"{message}; then {e.message}"
         else:
             summary.indexed += 1
             summary.via_pydicom += 1
-            summary.warnings += notes.count
+            summary.warnings += count
             keep([rec])
-            if notes.messages and on_problem:
-                on_problem(display, WARNING, "; ".join(notes.messages))
+            if messages and on_problem:
+                on_problem(display, WARNING, "; ".join(messages))
             return
         summary.reasons[reason] += 1
         if on_problem:
@@ -171,13 +172,17 @@ async def run(
             summary.seconds = time.perf_counter() - started
             options.progress(summary)
 
-    async with anyio.create_task_group() as outer:
-        if options.progress:
-            outer.start_soon(report)
-        async with anyio.create_task_group() as workers:
-            for _ in range(jobs):
-                workers.start_soon(worker)
-        outer.cancel_scope.cancel()
+    pool = Pool(options.fallback)
+    try:
+        async with anyio.create_task_group() as outer:
+            if options.progress:
+                outer.start_soon(report)
+            async with anyio.create_task_group() as workers:
+                for _ in range(jobs):
+                    workers.start_soon(worker)
+            outer.cancel_scope.cancel()
+    finally:
+        pool.close()
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved
     summary.seconds = time.perf_counter() - started

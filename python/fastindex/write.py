@@ -106,7 +106,9 @@ class Output:
             return open(target, "wb")
         import tempfile  # a few milliseconds of start-up, only when needed
 
-        fd, self._tmp = tempfile.mkstemp(prefix=".fastindex-", suffix=".part", dir=os.path.dirname(target))
+        folder = os.path.dirname(target)
+        _remove_stale_parts(folder)
+        fd, self._tmp = tempfile.mkstemp(prefix=f"{_PART_PREFIX}{_host()}-{os.getpid()}-", suffix=".part", dir=folder)
         self._target = target
         if st is None:
             umask = os.umask(0)
@@ -156,6 +158,42 @@ class Output:
             except FileNotFoundError:
                 pass
             self._tmp = None
+
+
+#: temporary files are `.fastindex-HOST-PID-XXXXXXXX.part`: the walker never
+#: indexes them, and a later run on the same host removes those whose
+#: process is gone (killed before it could clean up)
+_PART_PREFIX = ".fastindex-"
+_PART = re.compile(r"\.fastindex-(.*)-(\d+)-[A-Za-z0-9_]+\.part")
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
+
+
+def _remove_stale_parts(folder: str) -> None:
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith(_PART_PREFIX)]
+    except OSError:
+        return
+    host = _host()
+    for name in entries:
+        m = _PART.fullmatch(name)
+        if m is None or m[1] != host:
+            continue  # not ours, or another machine's (a shared folder)
+        try:
+            os.kill(int(m[2]), 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, ValueError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
 
 
 def _open_fifo(path: str, interrupted: Callable[[], bool]) -> int:
