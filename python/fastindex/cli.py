@@ -21,7 +21,7 @@ import orjson
 
 from . import __version__, fallback_pool
 from .outcomes import Summary
-from .pipeline import Options, run
+from .pipeline import Options, check_path, run
 from .tags import resolve
 from .write import FORMATS, Interrupted, NdjsonWriter, Output, columns, identity
 
@@ -186,8 +186,10 @@ def command(argv: list[str] | None, early: list[int]) -> int:
     if problem:
         return _usage(problem)
     for p in args.paths:
-        if not os.path.lexists(p):
-            print(f"fastindex: {p}: no such file or directory", file=sys.stderr)
+        try:
+            check_path(p)
+        except OSError as e:
+            print(f"fastindex: {e.strerror}", file=sys.stderr)
             return EXIT_FATAL
     talk = not args.quiet
     options = Options(

@@ -310,7 +310,7 @@ def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] =
     try:
         part10 = _part10(path)
         ds = read_dataset(path, last_wanted)
-    except NotIndexed:
+    except (NotIndexed, MemoryError):
         raise
     except OSError as e:
         if e.errno is not None:  # the system's: the file could not be read
@@ -330,7 +330,7 @@ def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] =
         raise NotIndexed("not_dicom", NOT_DICOM)
     try:
         return record(ds, display, extras)
-    except NotIndexed:
+    except (NotIndexed, MemoryError):
         raise
     except Exception as e:
         raise NotIndexed("malformed", f"pydicom: {type(e).__name__}: {e}") from None

@@ -140,18 +140,25 @@ def _receive(f, deadline: float | None) -> Any:
 # The worker's side
 
 
-def _limit_memory(mib: int) -> None:
-    """Let the address space grow by `mib` beyond what it is now (pydicom
-    imported, idle): an allocation past that raises MemoryError."""
+def _limit_memory(mib: int) -> int | None:
+    """The address-space limit that lets this process grow by `mib` beyond
+    what it is now (pydicom imported, idle), or None for no limit."""
     if mib <= 0:
-        return
-    import resource
-
+        return None
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[0])
-    now = pages * os.sysconf("SC_PAGE_SIZE")
-    limit = now + mib * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return pages * os.sysconf("SC_PAGE_SIZE") + mib * 1024 * 1024
+
+
+def _soft_limit(limit: int | None) -> None:
+    """Set the soft RLIMIT_AS (the hard one stays): on while pydicom reads,
+    off while the worker answers (memory freed after a MemoryError is not
+    always given back to the system at once)."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = hard if limit is None else limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def serve(memory_mib: int) -> None:
@@ -167,16 +174,22 @@ def serve(memory_mib: int) -> None:
     # Nothing a library prints may land in the replies.
     sys.stdout = sys.stderr
     try:
-        _limit_memory(memory_mib)
+        limit = _limit_memory(memory_mib)
     except (OSError, ValueError):
-        pass
+        limit = None
     while True:
         try:
             path, display, extras = _receive(stdin, None)
         except _Died:
             return
         try:
-            rec, notes = fallback.read_noted(os.fsdecode(path), display, [tuple(e) for e in extras])
+            if limit is not None:
+                _soft_limit(limit)
+            try:
+                rec, notes = fallback.read_noted(os.fsdecode(path), display, [tuple(e) for e in extras])
+            finally:
+                if limit is not None:
+                    _soft_limit(None)
             reply: tuple = ("ok", rec, notes.count, notes.messages)
         except NotIndexed as e:
             reply = ("no", e.reason, e.message)

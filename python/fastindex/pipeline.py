@@ -55,6 +55,17 @@ def display_path(path: str) -> str:
     return "/" + joined if path.startswith("/") else joined
 
 
+def check_path(path: str) -> None:
+    """Raise what is wrong with a PATH (FileNotFoundError, PermissionError
+    for a folder on the way that may not be searched...), with a message
+    that names it: the CLI prints it, the API raises it."""
+    try:
+        os.lstat(path)
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise type(e)(e.errno, f"{path}: {why}") from None
+
+
 def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
     """(path, display prefix) per PATH, each file once: a PATH that is, or
     lies inside, another PATH (after resolving links) is walked as part of
@@ -69,8 +80,7 @@ def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
     kept: list[tuple[str, str, str]] = []  # (path, display, resolved)
     for p in paths:
         p = os.fsdecode(os.fspath(p))
-        if not os.path.lexists(p):
-            raise FileNotFoundError(f"{p}: no such file or directory")
+        check_path(p)
         if base is None:
             display = display_path(p)
         else:
