@@ -80,6 +80,7 @@ class Output:
 # Column types, by field kind and by the VR of extra tags.
 _KIND_TYPE = {"count": "int", "number": "float", "numbers": "floats", "reference_series": "strings", "reference_modality": "strings"}
 _VR_TYPE = {"IS": "int", "US": "int", "SS": "int", "UL": "int", "SL": "int", "DS": "float", "FD": "float", "FL": "float"}
+_PLURAL = {"int": "ints", "float": "floats", "str": "strings"}
 
 
 def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tuple[str, str]]:
@@ -87,7 +88,8 @@ def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tu
     out = [(f.name, _KIND_TYPE.get(f.kind, "str")) for f in FIELDS if f.scope in ("both", level)]
     for name, _, vr, multi in extras:
         t = _VR_TYPE.get(vr, "str")
-        out.append((name, t + "s" if multi and t != "str" else t))
+        # ST, LT and UT hold one value, backslashes and all.
+        out.append((name, _PLURAL[t] if multi and vr not in ("ST", "LT", "UT") else t))
     return out
 
 
