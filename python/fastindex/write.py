@@ -83,6 +83,15 @@ _VR_TYPE = {"IS": "int", "US": "int", "SS": "int", "UL": "int", "SL": "int", "DS
 _PLURAL = {"int": "ints", "float": "floats", "str": "strings"}
 
 
+def arrow_schema(cols: Sequence[tuple[str, str]], binary_paths: bool = False):
+    """The pyarrow schema of `columns()`: what Parquet files hold; with
+    `binary_paths`, file_path and folder are bytes (paths not UTF-8)."""
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
+    return pa.schema([(n, pa.binary() if binary_paths and n in _PATHS else types[t]) for n, t in cols])
+
+
 def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tuple[str, str]]:
     """(name, type) of every column: str, int, float, floats, ints, strings."""
     out = [(f.name, _KIND_TYPE.get(f.kind, "str")) for f in FIELDS if f.scope in ("both", level)]
@@ -142,42 +151,105 @@ class CsvWriter:
 
 
 class ParquetWriter:
-    """All records, typed from the field table, written at the end."""
+    """Records typed from the field table, a row group of at most ROWS
+    records at a time: memory does not grow with the archive.
+
+    Parquet strings are UTF-8. Should a path not be, the path columns of
+    the whole file hold the exact bytes (binary) rather than an
+    approximation; as that may be known only after row groups were
+    written, they are written to a spool file first and copied to the
+    output at the end, or, when a path that is not UTF-8 comes, rewritten
+    to the output a row group at a time with binary path columns.
+    """
+
+    ROWS = 8192
 
     def __init__(self, out: Output, cols: list[tuple[str, str]]):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise SystemExit("fastindex: --format parquet needs pyarrow: pip install 'fastindex[parquet]'") from None
+        self.check()
         self.out = out
         self.cols = cols
         self.rows: list[dict] = []
+        #: the path columns hold bytes
+        self.binary = False
+        self._writer = None
+        self._spool: BinaryIO | None = None
+
+    @staticmethod
+    def check() -> None:
+        """ImportError unless pyarrow can be imported: call it before
+        creating the output."""
+        need_pyarrow("--format parquet")
 
     def write(self, records: Iterable[dict]) -> None:
         self.rows.extend(records)
+        while len(self.rows) >= self.ROWS:
+            self._write_group(self.rows[: self.ROWS])
+            del self.rows[: self.ROWS]
 
     def finish(self) -> None:
+        if self.rows or self._writer is None:
+            self._write_group(self.rows)
+            self.rows = []
+        self._writer.close()
+        if self._spool is not None:
+            import shutil
+
+            self._spool.seek(0)
+            shutil.copyfileobj(self._spool, self.out.file, 1 << 20)
+            self._spool.close()
+        self.out.commit()
+
+    def _write_group(self, rows: list[dict]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
-        schema = pa.schema([(n, types[t]) for n, t in self.cols])
-        # Parquet strings are UTF-8. Should a path not be, the path columns
-        # hold the exact bytes (binary) rather than an approximation.
-        if any(not _utf8(r[k]) for r in self.rows for k in _PATHS):
-            for r in self.rows:
-                for k in _PATHS:
-                    r[k] = os.fsencode(r[k])
-            schema = pa.schema([(n, pa.binary() if n in _PATHS else t) for n, t in zip(schema.names, schema.types)])
-        table = pa.Table.from_pylist(self.rows, schema=schema)
-        pq.write_table(table, self.out.file)
-        self.out.commit()
+        if not self.binary and not all(_utf8(r[k]) for r in rows for k in _PATHS):
+            self._to_binary()
+        if self.binary:
+            rows = [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in rows]
+        schema = arrow_schema(self.cols, self.binary)
+        if self._writer is None:
+            if not self.binary:
+                import tempfile
+
+                self._spool = tempfile.TemporaryFile(prefix="fastindex-")
+            self._writer = pq.ParquetWriter(self._spool or self.out.file, schema)
+        if rows:
+            self._writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+
+    def _to_binary(self) -> None:
+        """From now on, and for the row groups already spooled, paths are bytes."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.binary = True
+        if self._writer is None:
+            return
+        self._writer.close()
+        schema = arrow_schema(self.cols, True)
+        self._writer = pq.ParquetWriter(self.out.file, schema)
+        self._spool.seek(0)
+        for batch in pq.ParquetFile(self._spool).iter_batches(self.ROWS):
+            self._writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+        self._spool.close()
+        self._spool = None
+
+
+def need_pyarrow(what: str):
+    """pyarrow, or an ImportError that says how to install it."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError(f"{what} needs pyarrow: pip install 'fastindex-dicom[parquet]'", name="pyarrow") from None
+    return pyarrow
 
 
 _PATHS = ("file_path", "folder")
 
 
 def _utf8(s: str) -> bool:
+    if s.isascii():
+        return True
     try:
         s.encode("utf-8")
         return True
