@@ -132,7 +132,7 @@ def _write_parquet(path, records, rows_per_group, monkeypatch, chunk=37):
     held = 0
     for start in range(0, len(records), chunk):
         w.write(records[start : start + chunk])
-        held = max(held, len(w.rows))
+        held = max(held, w.held)
     w.finish()
     assert sink.committed
     return held

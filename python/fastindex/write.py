@@ -151,26 +151,30 @@ class CsvWriter:
 
 
 class ParquetWriter:
-    """Records typed from the field table, a row group of at most ROWS
-    records at a time: memory does not grow with the archive.
+    """Records typed from the field table, written a row group at a time:
+    each write() becomes Arrow columns at once, and a row group goes out
+    once ROWS rows are waiting, so memory does not grow with the archive.
 
     Parquet strings are UTF-8. Should a path not be, the path columns of
     the whole file hold the exact bytes (binary) rather than an
-    approximation; as that may be known only after row groups were
-    written, they are written to a spool file first and copied to the
-    output at the end, or, when a path that is not UTF-8 comes, rewritten
-    to the output a row group at a time with binary path columns.
+    approximation. As that may be known only after row groups were
+    written, they go to a spool file first, copied to the output at the
+    end; the first path that is not UTF-8 has them rewritten to the
+    output, a row group at a time, with binary path columns.
     """
 
-    ROWS = 8192
+    ROWS = 4096
 
     def __init__(self, out: Output, cols: list[tuple[str, str]]):
         self.check()
         self.out = out
         self.cols = cols
-        self.rows: list[dict] = []
         #: the path columns hold bytes
         self.binary = False
+        self.schema = arrow_schema(cols)
+        #: tables not written yet, and their rows
+        self.pending: list = []
+        self.held = 0
         self._writer = None
         self._spool: BinaryIO | None = None
 
@@ -181,16 +185,23 @@ class ParquetWriter:
         need_pyarrow("--format parquet")
 
     def write(self, records: Iterable[dict]) -> None:
-        self.rows.extend(records)
-        while len(self.rows) >= self.ROWS:
-            self._write_group(self.rows[: self.ROWS])
-            del self.rows[: self.ROWS]
+        import pyarrow as pa
+
+        records = list(records)
+        for start in range(0, len(records), self.ROWS):
+            rows = records[start : start + self.ROWS]
+            if not self.binary and not all(_utf8(r[k]) for r in rows for k in _PATHS):
+                self._to_binary()
+            if self.binary:
+                rows = [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in rows]
+            self.pending.append(pa.Table.from_pylist(rows, schema=self.schema))
+            self.held += len(rows)
+            if self.held >= self.ROWS:
+                self._write_pending()
 
     def finish(self) -> None:
-        if self.rows or self._writer is None:
-            self._write_group(self.rows)
-            self.rows = []
-        self._writer.close()
+        self._write_pending()
+        self._open().close()
         if self._spool is not None:
             import shutil
 
@@ -199,38 +210,40 @@ class ParquetWriter:
             self._spool.close()
         self.out.commit()
 
-    def _write_group(self, rows: list[dict]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.binary and not all(_utf8(r[k]) for r in rows for k in _PATHS):
-            self._to_binary()
-        if self.binary:
-            rows = [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in rows]
-        schema = arrow_schema(self.cols, self.binary)
+    def _open(self):
+        """The Parquet writer: to the spool while every path is UTF-8."""
         if self._writer is None:
+            import pyarrow.parquet as pq
+
             if not self.binary:
                 import tempfile
 
                 self._spool = tempfile.TemporaryFile(prefix="fastindex-")
-            self._writer = pq.ParquetWriter(self._spool or self.out.file, schema)
-        if rows:
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            self._writer = pq.ParquetWriter(self._spool or self.out.file, self.schema)
+        return self._writer
+
+    def _write_pending(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            self._open().write_table(pa.concat_tables(self.pending))
+        self.pending, self.held = [], 0
 
     def _to_binary(self) -> None:
-        """From now on, and for the row groups already spooled, paths are bytes."""
-        import pyarrow as pa
+        """Paths are bytes from now on, also in what is waiting or spooled."""
         import pyarrow.parquet as pq
 
         self.binary = True
+        self.schema = arrow_schema(self.cols, True)
+        self.pending = [t.cast(self.schema) for t in self.pending]
         if self._writer is None:
             return
         self._writer.close()
-        schema = arrow_schema(self.cols, True)
-        self._writer = pq.ParquetWriter(self.out.file, schema)
+        self._writer = pq.ParquetWriter(self.out.file, self.schema)
         self._spool.seek(0)
-        for batch in pq.ParquetFile(self._spool).iter_batches(self.ROWS):
-            self._writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+        spooled = pq.ParquetFile(self._spool)
+        for i in range(spooled.num_row_groups):
+            self._writer.write_table(spooled.read_row_group(i).cast(self.schema))
         self._spool.close()
         self._spool = None
 
