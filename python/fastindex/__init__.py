@@ -5,6 +5,7 @@
     >>> for r in fastindex.iter_instances(["archive"]):   # per-file records
     ...     pass
     >>> fastindex.read_header("archive/ct/1.dcm")          # one file
+    >>> df = fastindex.load("index.ndjson")                # an output, typed
 
 Fields and their meaning: the metadata dictionary (README).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from ._native import __version__
 from .api import index, iter_instances, read_header
 from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
+from .load import load, schema
 from .outcomes import NotIndexed
 
 __all__ = [
@@ -24,5 +26,7 @@ __all__ = [
     "__version__",
     "index",
     "iter_instances",
+    "load",
     "read_header",
+    "schema",
 ]
