@@ -120,8 +120,11 @@ fn ct(enc: Encoding) -> Vec<u8> {
 }
 
 fn read(bytes: &[u8]) -> Result<Record, String> {
-    let schema = Schema::new(Vec::new()).map_err(|e| e.to_string())?;
-    match read_bytes(&schema, bytes, &mut Collected::default()) {
+    read_with(&Schema::new(Vec::new())?, bytes)
+}
+
+fn read_with(schema: &Schema, bytes: &[u8]) -> Result<Record, String> {
+    match read_bytes(schema, bytes, &mut Collected::default()) {
         Ok(Outcome::Indexed(r)) => Ok(r),
         Ok(Outcome::Skipped { reason, .. }) => Err(reason.to_string()),
         Err(e) => Err(format!("{}: {}", e.reason(), e)),
@@ -560,11 +563,6 @@ fn extras_are_typed_as_their_blank_says() {
         extra("PixelSpacing", t(0x0028, 0x0030), b"DS", true),
     ];
     let schema = Schema::new(extras.clone()).unwrap();
-    let read_with = |bytes: &[u8]| match read_bytes(&schema, bytes, &mut Collected::default()) {
-        Ok(Outcome::Indexed(r)) => r,
-        Ok(Outcome::Skipped { reason, .. }) => panic!("{reason}"),
-        Err(e) => panic!("{e}"),
-    };
     let mut w = W::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0008), b"CS", "ORIGINAL\\PRIMARY ")
         .el(t(0x0010, 0x1001), b"PN", "Doe^J=\\Roe")
@@ -574,7 +572,7 @@ fn extras_are_typed_as_their_blank_says() {
         .el(t(0x0020, 0x4000), b"LT", "a\\b");
     w.head(t(0x0028, 0x0010), b"US", 2).u16(512);
     w.el(t(0x0028, 0x0030), b"DS", "0.5\\0.5");
-    let r = read_with(&w.buf);
+    let r = read_with(&schema, &w.buf).unwrap();
     let strs = |v: &[&str]| Value::Strs(Some(v.iter().map(|s| s.to_string()).collect()));
     assert_eq!(r.extras[0], strs(&["ORIGINAL", "PRIMARY"]));
     assert_eq!(r.extras[1], strs(&["Doe^J", "Roe"]));
@@ -585,7 +583,7 @@ fn extras_are_typed_as_their_blank_says() {
     }
     let mut w = W::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0060), b"CS", "CT").el(t(0x0020, 0x000E), b"UI", "1.2");
-    let r = read_with(&w.buf);
+    let r = read_with(&schema, &w.buf).unwrap();
     for (v, e) in r.extras.iter().zip(&extras) {
         assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
     }

@@ -38,7 +38,7 @@ import os
 from typing import Iterable, Literal
 
 from .tags import resolve
-from .write import _PATHS, arrow_schema, columns, need_pyarrow
+from .write import _PATHS, arrow_schema, columns, need_pyarrow, paths_as_bytes, paths_utf8
 
 Backend = Literal["pandas", "polars", "arrow"]
 Level = Literal["subseries", "instance"]
@@ -188,22 +188,13 @@ def _ndjson(path: str, level: str, cols):
 
         with open(path, "rb") as f:
             records = [json.loads(line) for line in f if line.strip()]
-        binary = not all(_utf8_paths(r) for r in records)
+        binary = not paths_utf8(records)
         if binary:
-            records = [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in records]
+            records = paths_as_bytes(records)
         return pa.Table.from_pylist(records, schema=arrow_schema(cols, binary))
     schema = arrow_schema(cols)
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     return pj.read_json(path, parse_options=options).select(schema.names)
-
-
-def _utf8_paths(record: dict) -> bool:
-    try:
-        for k in _PATHS:
-            record[k].encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _csv(path: str, level: str, cols):

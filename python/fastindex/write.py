@@ -190,10 +190,10 @@ class ParquetWriter:
         records = list(records)
         for start in range(0, len(records), self.ROWS):
             rows = records[start : start + self.ROWS]
-            if not self.binary and not all(_utf8(r[k]) for r in rows for k in _PATHS):
+            if not self.binary and not paths_utf8(rows):
                 self._to_binary()
             if self.binary:
-                rows = [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in rows]
+                rows = paths_as_bytes(rows)
             self.pending.append(pa.Table.from_pylist(rows, schema=self.schema))
             self.held += len(rows)
             if self.held >= self.ROWS:
@@ -258,6 +258,16 @@ def need_pyarrow(what: str):
 
 
 _PATHS = ("file_path", "folder")
+
+
+def paths_utf8(records: list[dict]) -> bool:
+    """Whether every file_path and folder is valid UTF-8."""
+    return all(_utf8(r[k]) for r in records for k in _PATHS)
+
+
+def paths_as_bytes(records: list[dict]) -> list[dict]:
+    """The records with file_path and folder as the exact bytes."""
+    return [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in records]
 
 
 def _utf8(s: str) -> bool:
