@@ -258,6 +258,7 @@ fn value_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         Value::Nums(n) => n.into_pyobject(py)?.into_any(),
         Value::Int(n) => n.into_pyobject(py)?.into_any(),
         Value::Ints(n) => n.into_pyobject(py)?.into_any(),
+        Value::Strs(n) => n.into_pyobject(py)?.into_any(),
         Value::Computed => py.None().into_bound(py),
     })
 }
@@ -324,6 +325,7 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
                 Value::Nums(_) => Value::Nums(None),
                 Value::Int(_) => Value::Int(None),
                 Value::Ints(_) => Value::Ints(None),
+                Value::Strs(_) => Value::Strs(None),
                 Value::Computed => Value::Computed,
             });
         };
@@ -333,6 +335,7 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
             Value::Nums(_) => Value::Nums(Some(v.extract()?)),
             Value::Int(_) => Value::Int(Some(v.extract()?)),
             Value::Ints(_) => Value::Ints(Some(v.extract()?)),
+            Value::Strs(_) => Value::Strs(Some(v.extract()?)),
             Value::Computed => Value::Computed,
         })
     };
@@ -356,15 +359,7 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
     }
     let mut extras = Vec::with_capacity(schema.extras.len());
     for e in &schema.extras {
-        let v = get(&e.name)?;
-        let like = match (&e.vr, e.multi) {
-            (b"IS", false) => Value::Int(None),
-            (b"IS", true) => Value::Ints(None),
-            (b"DS" | b"FD" | b"FL" | b"US" | b"SS" | b"UL" | b"SL", false) => Value::Num(None),
-            (b"DS" | b"FD" | b"FL" | b"US" | b"SS" | b"UL" | b"SL", true) => Value::Nums(None),
-            _ => Value::Str(String::new()),
-        };
-        extras.push(typed(v, &like)?);
+        extras.push(typed(get(&e.name)?, &Value::extra_blank(&e.vr, e.multi))?);
     }
     Ok(Record {
         values,

@@ -17,6 +17,9 @@ pub enum Value {
     Nums(Option<Vec<f64>>),
     Int(Option<i64>),
     Ints(Option<Vec<i64>>),
+    /// Several text values (an extra tag whose dictionary VM allows more
+    /// than one); None when absent.
+    Strs(Option<Vec<String>>),
     /// Computed later (file_path, folder, instances).
     Computed,
 }
@@ -26,6 +29,21 @@ impl Value {
         match self {
             Value::Str(s) => s,
             _ => "",
+        }
+    }
+
+    /// An extra tag's value when absent, which is also its type: DS, FD, FL
+    /// are floats; IS, US, SS, UL, SL integers; other VRs text (ST, LT, UT
+    /// hold one value whatever their backslashes). A list of them when the
+    /// dictionary allows several values. `Ctx::extra` reads each VR so.
+    pub fn extra_blank(vr: &[u8; 2], multi: bool) -> Value {
+        match (vr, multi) {
+            (b"DS" | b"FD" | b"FL", false) => Value::Num(None),
+            (b"DS" | b"FD" | b"FL", true) => Value::Nums(None),
+            (b"IS" | b"US" | b"SS" | b"UL" | b"SL", false) => Value::Int(None),
+            (b"IS" | b"US" | b"SS" | b"UL" | b"SL", true) => Value::Ints(None),
+            (b"ST" | b"LT" | b"UT", _) | (_, false) => Value::Str(String::new()),
+            (_, true) => Value::Strs(None),
         }
     }
 }
@@ -157,10 +175,12 @@ impl Ctx<'_> {
         })
     }
 
-    /// An extra tag, typed by its dictionary VR: DS, FD, FL as floats; IS,
-    /// US, SS, UL, SL as integers; one value, or a list when the dictionary
-    /// allows several; text otherwise.
+    /// An extra tag, typed by its dictionary VR as `Value::extra_blank`
+    /// says: one value, or a list when the dictionary allows several.
     fn extra(&mut self, slot: usize, vr: [u8; 2], multi: bool) -> Result<Value> {
+        if self.out.get(slot).is_none() {
+            return Ok(Value::extra_blank(&vr, multi));
+        }
         Ok(match &vr {
             b"DS" => {
                 let v = self.numbers(slot)?;
@@ -219,10 +239,24 @@ impl Ctx<'_> {
                     .map(|t| trim(&t).to_owned())
                     .unwrap_or_default(),
             ),
-            // Empty trailing component groups of a name mean nothing (and
-            // pydicom drops them).
-            b"PN" => Value::Str(self.first_text(&[slot])?.trim_end_matches('=').to_owned()),
-            _ => Value::Str(self.first_text(&[slot])?),
+            _ => {
+                // Empty trailing component groups of a name mean nothing (and
+                // pydicom drops them).
+                let one = |v: &str| {
+                    if &vr == b"PN" {
+                        v.trim_end_matches('=')
+                    } else {
+                        v
+                    }
+                    .to_owned()
+                };
+                let t = self.first_text(&[slot])?;
+                if multi {
+                    Value::Strs((!t.is_empty()).then(|| t.split('\\').map(one).collect()))
+                } else {
+                    Value::Str(one(&t))
+                }
+            }
         })
     }
 

@@ -136,8 +136,11 @@ fn ct(enc: Encoding) -> Vec<u8> {
 }
 
 fn read(bytes: &[u8]) -> Result<Record, String> {
-    let schema = Schema::new(Vec::new()).map_err(|e| e.to_string())?;
-    match read_bytes(&schema, bytes, &mut Collected::default()) {
+    read_with(&Schema::new(Vec::new())?, bytes)
+}
+
+fn read_with(schema: &Schema, bytes: &[u8]) -> Result<Record, String> {
+    match read_bytes(schema, bytes, &mut Collected::default()) {
         Ok(Outcome::Indexed(r)) => Ok(r),
         Ok(Outcome::Skipped { reason, .. }) => Err(reason.to_string()),
         Err(e) => Err(format!("{}: {}", e.reason(), e)),
@@ -678,4 +681,56 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
         (from_file.as_str(), from_memory.as_str()),
         ("truncated", "truncated")
     );
+}
+
+#[test]
+fn extras_are_typed_as_their_blank_says() {
+    use crate::schema::Extra;
+    use std::mem::discriminant;
+    let extra = |name: &str, tag: u32, vr: &[u8; 2], multi: bool| Extra {
+        name: name.into(),
+        tag,
+        vr: *vr,
+        multi,
+    };
+    let extras = vec![
+        extra("ImageType", t(0x0008, 0x0008), b"CS", true),
+        extra("OtherPatientNames", t(0x0010, 0x1001), b"PN", true),
+        extra("KVP", t(0x0018, 0x0060), b"DS", false),
+        extra("InstanceNumber", t(0x0020, 0x0013), b"IS", false),
+        extra("ImageComments", t(0x0020, 0x4000), b"LT", false),
+        extra("Rows", t(0x0028, 0x0010), b"US", false),
+        extra("PixelSpacing", t(0x0028, 0x0030), b"DS", true),
+    ];
+    let schema = Schema::new(extras.clone()).unwrap();
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0008), b"CS", "ORIGINAL\\PRIMARY ")
+        .el(t(0x0010, 0x1001), b"PN", "Doe^J=\\Roe")
+        .el(t(0x0018, 0x0060), b"DS", "120")
+        .el(t(0x0020, 0x000E), b"UI", "1.2")
+        .el(t(0x0020, 0x0013), b"IS", "7")
+        .el(t(0x0020, 0x4000), b"LT", "a\\b");
+    w.head(t(0x0028, 0x0010), b"US", 2).u16(512);
+    w.el(t(0x0028, 0x0030), b"DS", "0.5\\0.5");
+    let r = read_with(&schema, &w.buf).unwrap();
+    let strs = |v: &[&str]| Value::Strs(Some(v.iter().map(|s| s.to_string()).collect()));
+    assert_eq!(r.extras[0], strs(&["ORIGINAL", "PRIMARY"]));
+    assert_eq!(r.extras[1], strs(&["Doe^J", "Roe"]));
+    assert_eq!(r.extras[4], s("a\\b"));
+    assert_eq!(r.extras[5], Value::Int(Some(512)));
+    for (v, e) in r.extras.iter().zip(&extras) {
+        assert_eq!(
+            discriminant(v),
+            discriminant(&Value::extra_blank(&e.vr, e.multi)),
+            "{}",
+            e.name
+        );
+    }
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0060), b"CS", "CT")
+        .el(t(0x0020, 0x000E), b"UI", "1.2");
+    let r = read_with(&schema, &w.buf).unwrap();
+    for (v, e) in r.extras.iter().zip(&extras) {
+        assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
+    }
 }

@@ -326,3 +326,12 @@ def test_progress_line_shows_elapsed_time_and_errors(capsys):
     line = capsys.readouterr().err
     assert line.startswith("\r\x1b[K") and "\n" not in line
     assert "seen 100, indexed 90, errors 3, 12.3 s, 8 files/s" in line
+
+
+def test_parquet_without_pyarrow_fails_cleanly_and_leaves_nothing(archive):
+    tmp = archive.parent
+    code = "import sys; sys.modules['pyarrow'] = None; from fastindex.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "archive", "--format", "parquet", "-o", "x.parquet", "--errors", "e.ndjson"], cwd=tmp, capture_output=True)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == "fastindex: --format parquet needs pyarrow: pip install 'fastindex-dicom[parquet]'"
+    assert sorted(p.name for p in tmp.iterdir()) == ["archive"]

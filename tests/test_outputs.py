@@ -95,3 +95,91 @@ def test_csv_reads_without_options(tree):
     assert len(df) == len(run(["archive"], tree).splitlines())
     # Several values keep DICOM's backslash: one column, not several.
     assert df["orientation"].dropna().str.count(r"\\").eq(5).all()
+
+
+class _Sink:
+    """What a writer needs of an Output: a binary file, and commit()."""
+
+    def __init__(self, path):
+        self.file = open(path, "wb")
+        self.committed = False
+
+    def commit(self):
+        self.file.close()
+        self.committed = True
+
+
+def _instance_records(n: int, odd: set[int] = frozenset()) -> list[dict]:
+    """n per-file records; those in `odd` have a path that is not UTF-8."""
+    import fastindex
+
+    base = fastindex.read_header(PYDICOM_FILES / "CT_small.dcm", tags=["ImageType", "Rows"])
+    out = []
+    for i in range(n):
+        folder = f"d{i % 7}" + ("\udcff" if i in odd else "")
+        out.append(base | {"instance_uid": f"1.2.{i}", "folder": folder, "file_path": f"{folder}/{i:05}.dcm"})
+    return out
+
+
+def _write_parquet(path, records, rows_per_group, monkeypatch, chunk=37):
+    from fastindex import write
+
+    monkeypatch.setattr(write.ParquetWriter, "ROWS", rows_per_group)
+    sink = _Sink(path)
+    w = write.ParquetWriter(sink, write.columns("instance", [("ImageType", 0x00080008, "CS", True), ("Rows", 0x00280010, "US", False)]))
+    held = 0
+    for start in range(0, len(records), chunk):
+        w.write(records[start : start + chunk])
+        held = max(held, w.held)
+    w.finish()
+    assert sink.committed
+    return held
+
+
+def test_parquet_is_written_a_row_group_at_a_time(tmp_path, monkeypatch):
+    pq = pytest.importorskip("pyarrow.parquet")
+    records = _instance_records(350)
+    held = _write_parquet(tmp_path / "x.parquet", records, 100, monkeypatch)
+    assert held < 100
+    f = pq.ParquetFile(tmp_path / "x.parquet")
+    assert f.metadata.num_row_groups == 4
+    assert f.read().to_pylist() == records
+
+
+@pytest.mark.parametrize("odd", [{0}, {230}, {349}], ids=["first", "third-group", "last"])
+def test_parquet_path_not_utf8_after_row_groups_were_written(tmp_path, monkeypatch, odd):
+    """Parquet strings are UTF-8: once a path is not, the path columns of
+    the whole file hold bytes, also those of row groups already written."""
+    import os
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    records = _instance_records(350, odd)
+    _write_parquet(tmp_path / "x.parquet", records, 100, monkeypatch)
+    table = pq.read_table(tmp_path / "x.parquet")
+    assert table.schema.field("file_path").type == pa.binary()
+    assert table.schema.field("folder").type == pa.binary()
+    assert table.schema.field("instance_uid").type == pa.string()
+    expected = [r | {"folder": os.fsencode(r["folder"]), "file_path": os.fsencode(r["file_path"])} for r in records]
+    assert table.to_pylist() == expected
+
+
+def test_parquet_without_pyarrow_is_an_import_error(tmp_path, monkeypatch):
+    from fastindex import write
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    message = r"--format parquet needs pyarrow: pip install 'fastindex-dicom\[parquet\]'"
+    with pytest.raises(ImportError, match=message):
+        write.ParquetWriter.check()
+    with pytest.raises(ImportError, match=message):
+        write.ParquetWriter(_Sink(tmp_path / "x.parquet"), write.columns("subseries", []))
+
+
+def test_parquet_of_no_records_has_the_columns(tmp_path, monkeypatch):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fastindex import write
+
+    _write_parquet(tmp_path / "x.parquet", [], 100, monkeypatch)
+    table = pq.read_table(tmp_path / "x.parquet")
+    assert table.num_rows == 0
+    assert table.schema.names == [n for n, _ in write.columns("instance", [])] + ["ImageType", "Rows"]

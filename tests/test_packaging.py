@@ -104,7 +104,6 @@ def test_nothing_refers_to_files_outside_the_checkout():
     assert referring_outside({"docs"}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="write.py is edited separately; drop this mark once its hint names fastindex-dicom")
 def test_parquet_hint_names_the_distribution(tmp_path):
     # pyarrow missing: the hint says what to install, by the name on PyPI.
     code = "import sys; sys.modules['pyarrow'] = None; from fastindex.cli import main; sys.exit(main())"

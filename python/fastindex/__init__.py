@@ -5,6 +5,7 @@
     >>> for r in fastindex.iter_instances(["archive"]):   # per-file records
     ...     pass
     >>> fastindex.read_header("archive/ct/1.dcm")          # one file
+    >>> df = fastindex.load("index.ndjson")                # an output, typed
 
 Fields and their meaning: the metadata dictionary, docs/dictionary.md.
 """
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ._native import __version__
     from .api import index, iter_instances, read_header
     from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
+    from .loader import load, schema
     from .outcomes import NotIndexed
 
 #: public name -> module that defines it. Imported on first use: the
@@ -32,6 +34,8 @@ _WHERE = {
     "INSTANCE_FIELDS": ".fields",
     "SUBSERIES_FIELDS": ".fields",
     "NotIndexed": ".outcomes",
+    "load": ".loader",
+    "schema": ".loader",
 }
 
 __all__ = sorted(_WHERE)

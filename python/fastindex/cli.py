@@ -208,7 +208,11 @@ def command(argv: list[str] | None, early: list[int]) -> int:
     try:
         writer = FORMATS[args.format]
         if hasattr(writer, "check"):
-            writer.check()  # a missing dependency, before any file is made
+            try:
+                writer.check()  # a missing dependency, before any file is made
+            except ImportError as e:
+                print(f"fastindex: {e}", file=sys.stderr)
+                return EXIT_FATAL
         outputs.append(Output(args.output, lambda: bool(early)))
         out = writer(outputs[-1], columns(args.level, extras))
         errors = None

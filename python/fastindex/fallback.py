@@ -163,7 +163,10 @@ class _Reader:
                 self.warnings += 1
                 values = None
             return self._shape(values, multi)
-        return _text(self.value((tag,)))
+        text = _text(self.value((tag,)))
+        if multi:
+            return text.split("\\") if text else None
+        return text
 
     def _shape(self, values: list | None, multi: bool) -> Any:
         values = values or None

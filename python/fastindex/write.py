@@ -216,6 +216,16 @@ def _open_fifo(path: str, interrupted: Callable[[], bool]) -> int:
 # Column types, by field kind and by the VR of extra tags.
 _KIND_TYPE = {"count": "int", "number": "float", "numbers": "floats", "reference_series": "strings", "reference_modality": "strings"}
 _VR_TYPE = {"IS": "int", "US": "int", "SS": "int", "UL": "int", "SL": "int", "DS": "float", "FD": "float", "FL": "float"}
+_PLURAL = {"int": "ints", "float": "floats", "str": "strings"}
+
+
+def arrow_schema(cols: Sequence[tuple[str, str]], binary_paths: bool = False):
+    """The pyarrow schema of `columns()`: what Parquet files hold; with
+    `binary_paths`, file_path and folder are bytes (paths not UTF-8)."""
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
+    return pa.schema([(n, pa.binary() if binary_paths and n in _PATHS else types[t]) for n, t in cols])
 
 
 def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tuple[str, str]]:
@@ -223,7 +233,8 @@ def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tu
     out = [(f.name, _KIND_TYPE.get(f.kind, "str")) for f in FIELDS if f.scope in ("both", level)]
     for name, _, vr, multi in extras:
         t = _VR_TYPE.get(vr, "str")
-        out.append((name, t + "s" if multi and t != "str" else t))
+        # ST, LT and UT hold one value, backslashes and all.
+        out.append((name, _PLURAL[t] if multi and vr not in ("ST", "LT", "UT") else t))
     return out
 
 
@@ -276,42 +287,128 @@ class CsvWriter:
 
 
 class ParquetWriter:
-    """All records, typed from the field table, written at the end."""
+    """Records typed from the field table, written a row group at a time:
+    each write() becomes Arrow columns at once, and a row group goes out
+    once ROWS rows are waiting, so memory does not grow with the archive.
+
+    Parquet strings are UTF-8. Should a path not be, the path columns of
+    the whole file hold the exact bytes (binary) rather than an
+    approximation. As that may be known only after row groups were
+    written, they go to a spool file first, copied to the output at the
+    end; the first path that is not UTF-8 has them rewritten to the
+    output, a row group at a time, with binary path columns.
+    """
+
+    ROWS = 4096
 
     def __init__(self, out: Output, cols: list[tuple[str, str]]):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise SystemExit("fastindex: --format parquet needs pyarrow: pip install 'fastindex[parquet]'") from None
+        self.check()
         self.out = out
         self.cols = cols
-        self.rows: list[dict] = []
+        #: the path columns hold bytes
+        self.binary = False
+        self.schema = arrow_schema(cols)
+        #: tables not written yet, and their rows
+        self.pending: list = []
+        self.held = 0
+        self._writer = None
+        self._spool: BinaryIO | None = None
+
+    @staticmethod
+    def check() -> None:
+        """ImportError unless pyarrow can be imported: call it before
+        creating the output."""
+        need_pyarrow("--format parquet")
 
     def write(self, records: Iterable[dict]) -> None:
-        self.rows.extend(records)
+        import pyarrow as pa
+
+        records = list(records)
+        for start in range(0, len(records), self.ROWS):
+            rows = records[start : start + self.ROWS]
+            if not self.binary and not paths_utf8(rows):
+                self._to_binary()
+            if self.binary:
+                rows = paths_as_bytes(rows)
+            self.pending.append(pa.Table.from_pylist(rows, schema=self.schema))
+            self.held += len(rows)
+            if self.held >= self.ROWS:
+                self._write_pending()
 
     def finish(self) -> None:
+        self._write_pending()
+        self._open().close()
+        if self._spool is not None:
+            import shutil
+
+            self._spool.seek(0)
+            shutil.copyfileobj(self._spool, self.out.file, 1 << 20)
+            self._spool.close()
+        self.out.prepare()
+
+    def _open(self):
+        """The Parquet writer: to the spool while every path is UTF-8."""
+        if self._writer is None:
+            import pyarrow.parquet as pq
+
+            if not self.binary:
+                import tempfile
+
+                self._spool = tempfile.TemporaryFile(prefix="fastindex-")
+            self._writer = pq.ParquetWriter(self._spool or self.out.file, self.schema)
+        return self._writer
+
+    def _write_pending(self) -> None:
         import pyarrow as pa
+
+        if self.pending:
+            self._open().write_table(pa.concat_tables(self.pending))
+        self.pending, self.held = [], 0
+
+    def _to_binary(self) -> None:
+        """Paths are bytes from now on, also in what is waiting or spooled."""
         import pyarrow.parquet as pq
 
-        types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "floats": pa.list_(pa.float64()), "ints": pa.list_(pa.int64()), "strings": pa.list_(pa.string())}
-        schema = pa.schema([(n, types[t]) for n, t in self.cols])
-        # Parquet strings are UTF-8. Should a path not be, the path columns
-        # hold the exact bytes (binary) rather than an approximation.
-        if any(not _utf8(r[k]) for r in self.rows for k in _PATHS):
-            for r in self.rows:
-                for k in _PATHS:
-                    r[k] = os.fsencode(r[k])
-            schema = pa.schema([(n, pa.binary() if n in _PATHS else t) for n, t in zip(schema.names, schema.types)])
-        table = pa.Table.from_pylist(self.rows, schema=schema)
-        pq.write_table(table, self.out.file)
-        self.out.prepare()
+        self.binary = True
+        self.schema = arrow_schema(self.cols, True)
+        self.pending = [t.cast(self.schema) for t in self.pending]
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = pq.ParquetWriter(self.out.file, self.schema)
+        self._spool.seek(0)
+        spooled = pq.ParquetFile(self._spool)
+        for i in range(spooled.num_row_groups):
+            self._writer.write_table(spooled.read_row_group(i).cast(self.schema))
+        self._spool.close()
+        self._spool = None
+
+
+def need_pyarrow(what: str):
+    """pyarrow, or an ImportError that says how to install it."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError(f"{what} needs pyarrow: pip install 'fastindex-dicom[parquet]'", name="pyarrow") from None
+    return pyarrow
 
 
 _PATHS = ("file_path", "folder")
 
 
+def paths_utf8(records: list[dict]) -> bool:
+    """Whether every file_path and folder is valid UTF-8."""
+    return all(_utf8(r[k]) for r in records for k in _PATHS)
+
+
+def paths_as_bytes(records: list[dict]) -> list[dict]:
+    """The records with file_path and folder as the exact bytes."""
+    return [r | {k: os.fsencode(r[k]) for k in _PATHS} for r in records]
+
+
 def _utf8(s: str) -> bool:
+    if s.isascii():
+        return True
     try:
         s.encode("utf-8")
         return True
