@@ -97,18 +97,6 @@ def test_csv_reads_without_options(tree):
     assert df["orientation"].dropna().str.count(r"\\").eq(5).all()
 
 
-class _Sink:
-    """What a writer needs of an Output: a binary file, and commit()."""
-
-    def __init__(self, path):
-        self.file = open(path, "wb")
-        self.committed = False
-
-    def commit(self):
-        self.file.close()
-        self.committed = True
-
-
 def _instance_records(n: int, odd: set[int] = frozenset()) -> list[dict]:
     """n per-file records; those in `odd` have a path that is not UTF-8."""
     import fastindex
@@ -125,14 +113,15 @@ def _write_parquet(path, records, rows_per_group, monkeypatch, chunk=37):
     from fastindex import write
 
     monkeypatch.setattr(write.ParquetWriter, "ROWS", rows_per_group)
-    sink = _Sink(path)
+    sink = write.Output(str(path))
     w = write.ParquetWriter(sink, write.columns("instance", [("ImageType", 0x00080008, "CS", True), ("Rows", 0x00280010, "US", False)]))
     held = 0
     for start in range(0, len(records), chunk):
         w.write(records[start : start + chunk])
         held = max(held, w.held)
     w.finish()
-    assert sink.committed
+    assert not path.exists()  # written, not committed: the caller commits the outputs together
+    sink.commit()
     return held
 
 
@@ -172,7 +161,7 @@ def test_parquet_without_pyarrow_is_an_import_error(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=message):
         write.ParquetWriter.check()
     with pytest.raises(ImportError, match=message):
-        write.ParquetWriter(_Sink(tmp_path / "x.parquet"), write.columns("subseries", []))
+        write.ParquetWriter(write.Output(str(tmp_path / "x.parquet")), write.columns("subseries", []))
 
 
 def test_parquet_of_no_records_has_the_columns(tmp_path, monkeypatch):

@@ -42,31 +42,28 @@ Extra = tuple[str, int, str, bool]
 _DS = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-class _Capped(io.RawIOBase):
-    """A file that ends at READ_LIMIT, whatever its size."""
+class _Capped:
+    """What pydicom reads from: the file as if it ended at READ_LIMIT, and
+    a read never asks for more than is left (a buffered read of a declared
+    4 GB length allocates it all before finding that the file ends a few
+    bytes later)."""
 
-    def __init__(self, f: io.BufferedReader, limit: int):
-        self._f = f
+    def __init__(self, raw: io.FileIO, limit: int):
+        self._f = io.BufferedReader(raw)
+        self._size = os.fstat(raw.fileno()).st_size
         self._limit = limit
-        self.name = getattr(f, "name", "")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
+        self.name = getattr(raw, "name", "")
 
     #: whether something past the limit was asked for
     hit = False
 
-    def readinto(self, b) -> int:
-        room = self._limit - self._f.tell()
-        if room <= 0:
-            self.hit = self.hit or len(b) > 0
-            return 0
-        data = self._f.read(min(len(b), room))
-        b[: len(data)] = data
-        return len(data)
+    def read(self, n: int | None = -1) -> bytes:
+        at = self._f.tell()
+        left = max(0, min(self._size, self._limit) - at)
+        if n is None or n < 0 or n > left:
+            self.hit = self.hit or (self._size > self._limit and at + (n if n is not None and n >= 0 else self._size) > self._limit)
+            n = left
+        return self._f.read(n)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._f.seek(offset, whence)
@@ -237,8 +234,7 @@ def _open(path) -> io.FileIO:
 def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Dataset:
     stop = _stop_after(last_wanted)
     with _open(path) as raw:
-        capped = _Capped(raw, READ_LIMIT)
-        fp = io.BufferedReader(capped)
+        fp = capped = _Capped(raw, READ_LIMIT)
         preamble = read_preamble(fp, True)
         if preamble is None:
             fp.seek(0)
