@@ -282,7 +282,9 @@ struct Index {
 
 impl Index {
     fn candidates(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
-        let more = self.more.get(&h).into_iter().flatten().copied();
+        // `more` is looked at only past `first` (and has nothing without it).
+        let more =
+            std::iter::once(h).flat_map(|h| self.more.get(&h).into_iter().flatten().copied());
         self.first.get(&h).copied().into_iter().chain(more)
     }
 

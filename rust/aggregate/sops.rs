@@ -1,5 +1,6 @@
 //! The SOP Instance UIDs of one subseries: a multiset of 128-bit ids.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -52,14 +53,15 @@ impl Sops {
                 *self = Sops::Many(Box::new(m));
                 n - 1
             }
-            Sops::Many(m) => match m.get_mut(&sop) {
-                Some(c) => {
+            Sops::Many(m) => match m.entry(sop) {
+                Entry::Occupied(mut o) => {
+                    let c = o.get_mut();
                     let was = *c;
                     *c = c.saturating_add(n);
                     *c - was
                 }
-                None => {
-                    m.insert(sop, n);
+                Entry::Vacant(v) => {
+                    v.insert(n);
                     n - 1
                 }
             },
