@@ -16,7 +16,6 @@ import random
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-
 from archive import make_archive
 from corpora import PYDICOM_FILES, VENDORED, copy_corpora
 
@@ -113,7 +112,10 @@ def test_remove_then_add_equals_fresh(records, schema, native):
     fresh = fold(native, schema, records)
     fresh_state = state(fresh)
     rng = random.Random(5)
-    key = lambda r: (r["patient_ID"], r["study"], r["series"], r["subseries"])  # noqa: E731
+
+    def key(r: dict) -> tuple:
+        return r["patient_ID"], r["study"], r["series"], r["subseries"]
+
     opened = 0
     picked = rng.sample(range(len(records)), 60) + [
         i for i, r in enumerate(records) if "/archive/p1/ct/" in r["file_path"]
@@ -131,7 +133,7 @@ def test_remove_then_add_equals_fresh(records, schema, native):
             with pytest.raises(RuntimeError, match="representative"):
                 a.dicts()
             with pytest.raises(RuntimeError):
-                a.unresolved
+                _ = a.unresolved
             offered = pickle.loads(pickle.dumps(a))
             smallest = min((m for m in rest if key(m) == key(r)), key=lambda m: m["file_path"].encode())
             offered.offer_dict(smallest, smallest["file_path"])
