@@ -9,11 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::aggregate::{Aggregator as Core, Key, Links};
+use crate::aggregate::{Aggregator as Core, Error as AggError, ExtraSig, Finished, Key, Links};
 use crate::error::Error;
 use crate::fields::{Kind, Scope, FIELDS};
 use crate::reader;
@@ -65,6 +65,24 @@ impl Schema {
             inner: Arc::new(inner),
             names,
         })
+    }
+
+    /// Pickled as its extras (an Aggregator pickles with its schema).
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> (Bound<'py, PyType>, (Vec<(String, u32, String, bool)>,)) {
+        let extras = slf
+            .get()
+            .inner
+            .extras
+            .iter()
+            .map(|e| {
+                let vr = String::from_utf8_lossy(&e.vr).into_owned();
+                (e.name.clone(), e.tag, vr, e.multi)
+            })
+            .collect();
+        (slf.get_type(), (extras,))
     }
 }
 
@@ -368,42 +386,85 @@ fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Reco
     })
 }
 
-/// Subseries aggregates, shared by the worker tasks.
+/// An aggregate error as the Python exception that says it.
+fn agg_err(e: AggError) -> PyErr {
+    match e {
+        AggError::NotAdded(_) => PyKeyError::new_err(e.to_string()),
+        AggError::NeedsRepresentative(_) => PyRuntimeError::new_err(e.to_string()),
+        AggError::Schema(_) | AggError::Bytes(_) => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// The schema's extra tags as an aggregate records them.
+fn extra_sigs(schema: &CoreSchema) -> Vec<ExtraSig> {
+    schema
+        .extras
+        .iter()
+        .map(|e| ExtraSig {
+            name: e.name.clone(),
+            tag: e.tag,
+            vr: e.vr,
+            multi: e.multi,
+        })
+        .collect()
+}
+
+/// What `Aggregator.__reduce__` gives pickle: from_bytes, (schema, bytes).
+type Reduced<'py> = (Bound<'py, PyAny>, (Py<Schema>, Bound<'py, PyBytes>));
+
+/// Subseries aggregates, shared by the worker tasks. Mergeable (partial
+/// results of other processes), picklable, and `to_bytes`/`from_bytes`.
+/// The mutex is only ever waited for with the GIL held by code that does
+/// not release it, or taken and let go inside `detach`: never both.
 #[pyclass(frozen, module = "fastindex._native")]
 struct Aggregator {
     inner: Mutex<Core>,
     schema: Py<Schema>,
-    /// The sorted keys with their resolved references, and the count of
-    /// unresolved ones, made once the adding is over, so that records can
-    /// be written a chunk at a time.
-    finished: Mutex<Option<(Vec<(Key, Links)>, u64)>>,
+    /// The output order and reference tables, made once the adding is
+    /// over, so that records can be written a chunk at a time.
+    finished: Mutex<Option<Finished>>,
 }
 
 impl Aggregator {
-    /// Fold records in; called with the GIL released.
-    fn add_all(&self, items: Vec<(OsString, Record)>) {
-        let mut core = lock(&self.inner);
-        *lock(&self.finished) = None;
-        for (path, rec) in items {
-            core.add(rec, path);
+    fn with_core(schema: Py<Schema>, core: Core) -> Self {
+        Aggregator {
+            inner: Mutex::new(core),
+            schema,
+            finished: Mutex::new(None),
         }
     }
 
-    fn finish<'a>(
-        &self,
-        core: &Core,
-        finished: &'a mut Option<(Vec<(Key, Links)>, u64)>,
-    ) -> &'a (Vec<(Key, Links)>, u64) {
-        finished.get_or_insert_with(|| {
-            let (groups, unresolved) = core.sorted();
-            (
-                groups
-                    .into_iter()
-                    .map(|(g, l)| (g.key.clone(), l))
-                    .collect(),
-                unresolved,
-            )
+    /// Change the aggregate; the output made so far is stale.
+    fn change<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
+        let mut core = lock(&self.inner);
+        *lock(&self.finished) = None;
+        f(&mut core)
+    }
+
+    /// Fold records in; called with the GIL released.
+    fn add_all(&self, items: Vec<(OsString, Record)>) {
+        self.change(|core| {
+            for (path, rec) in &items {
+                core.add(rec, path);
+            }
         })
+    }
+
+    fn record(&self, record: &Bound<'_, PyDict>) -> PyResult<Record> {
+        record_from_dict(&self.schema.get().inner, record)
+    }
+
+    /// Sort and resolve, if not done since the last change (GIL released).
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let core = lock(&self.inner);
+            let mut finished = lock(&self.finished);
+            if finished.is_none() {
+                *finished = Some(core.finish()?);
+            }
+            Ok(())
+        })
+        .map_err(agg_err)
     }
 }
 
@@ -411,30 +472,97 @@ impl Aggregator {
 impl Aggregator {
     #[new]
     fn new(schema: Py<Schema>) -> Self {
-        Aggregator {
-            inner: Mutex::new(Core::default()),
-            schema,
-            finished: Mutex::new(None),
-        }
+        let core = Core::new(extra_sigs(&schema.get().inner));
+        Aggregator::with_core(schema, core)
     }
 
     /// Fold in one per-file record made in Python (the pydicom fallback).
     fn add_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
-        let rec = record_from_dict(&self.schema.get().inner, record)?;
-        lock(&self.inner).add(rec, path.into_os_string());
-        *lock(&self.finished) = None;
+        let rec = self.record(record)?;
+        self.change(|core| core.add(&rec, path.as_os_str()));
         Ok(())
+    }
+
+    /// Take out a file added before (it changed or vanished), given the
+    /// record and path it was added with. KeyError if it is not counted.
+    /// If it was its subseries' representative, that subseries needs one
+    /// again (see `needs_representative`).
+    fn remove_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
+        let rec = self.record(record)?;
+        self.change(|core| core.remove(&rec, path.as_os_str()))
+            .map_err(agg_err)
+    }
+
+    /// Offer a file already added as its subseries' representative: the
+    /// smallest path of what remains of a subseries whose representative
+    /// was removed (offering all its files also does). KeyError if the file
+    /// is not counted.
+    fn offer_dict(&self, record: &Bound<'_, PyDict>, path: PathBuf) -> PyResult<()> {
+        let rec = self.record(record)?;
+        self.change(|core| core.offer(&rec, path.as_os_str()))
+            .map_err(agg_err)
+    }
+
+    /// (patient_ID, study, series, subseries) of each subseries whose
+    /// representative was removed and not replaced: until each gets one,
+    /// `dicts` and `unresolved` raise RuntimeError.
+    fn needs_representative(&self, py: Python<'_>) -> Vec<Key> {
+        py.detach(|| lock(&self.inner).needs_representative())
+    }
+
+    /// Fold in another aggregate of the same schema (which is left as it
+    /// was): the result is the same whatever the split and the order.
+    fn merge(&self, py: Python<'_>, other: &Bound<'_, Aggregator>) -> PyResult<()> {
+        let other = other.get();
+        py.detach(|| {
+            let theirs = lock(&other.inner).clone();
+            self.change(|core| core.merge(theirs))
+        })
+        .map_err(agg_err)
+    }
+
+    /// The aggregate as bytes (canonical: equal aggregates give equal
+    /// bytes), for `from_bytes`.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let data = py.detach(|| lock(&self.inner).to_bytes());
+        PyBytes::new(py, &data)
+    }
+
+    /// The aggregate `to_bytes` gave, made with the same schema. ValueError
+    /// for bytes that are not that (damaged, foreign, another version).
+    #[classmethod]
+    fn from_bytes(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        schema: Py<Schema>,
+        data: &[u8],
+    ) -> PyResult<Self> {
+        let sigs = extra_sigs(&schema.get().inner);
+        let core = py
+            .detach(|| Core::from_bytes(sigs, data))
+            .map_err(agg_err)?;
+        Ok(Aggregator::with_core(schema, core))
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let py = slf.py();
+        let this = slf.get();
+        Ok((
+            slf.get_type().getattr("from_bytes")?,
+            (this.schema.clone_ref(py), this.to_bytes(py)),
+        ))
     }
 
     #[getter]
     fn duplicates(&self) -> u64 {
-        lock(&self.inner).duplicates
+        lock(&self.inner).duplicates()
     }
 
     /// References (reference_ct/rs/pl) that point outside the archive.
     #[getter]
-    fn unresolved(&self, py: Python<'_>) -> u64 {
-        py.detach(|| self.finish(&lock(&self.inner), &mut lock(&self.finished)).1)
+    fn unresolved(&self, py: Python<'_>) -> PyResult<u64> {
+        self.finish(py)?;
+        Ok(lock(&self.finished).as_ref().map_or(0, |f| f.unresolved))
     }
 
     fn __len__(&self) -> usize {
@@ -449,25 +577,26 @@ impl Aggregator {
         start: usize,
         stop: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
+        self.finish(py)?;
         let schema = self.schema.get();
         let core = lock(&self.inner);
         let mut finished = lock(&self.finished);
-        let (order, _) = self.finish(&core, &mut finished);
-        let stop = stop.unwrap_or(order.len()).min(order.len());
+        if finished.is_none() {
+            // Changed by another thread since: again, with the GIL held.
+            *finished = Some(core.finish().map_err(agg_err)?);
+        }
         let out = PyList::empty(py);
-        for (key, links) in order.get(start..stop).unwrap_or(&[]) {
-            if let Some(g) = core.group(key) {
+        let Some(f) = finished.as_ref() else {
+            return Ok(out);
+        };
+        let stop = stop.unwrap_or(f.len()).min(f.len());
+        for i in start..stop {
+            if let Some(s) = core.subseries(f, i) {
                 let sub = Subseries {
-                    instances: g.instances(),
-                    links,
+                    instances: s.instances,
+                    links: &s.links,
                 };
-                out.append(record_dict(
-                    py,
-                    schema,
-                    &g.representative,
-                    &g.path,
-                    Some(sub),
-                )?)?;
+                out.append(record_dict(py, schema, &s.record, &s.path, Some(sub))?)?;
             }
         }
         Ok(out)
