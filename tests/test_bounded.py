@@ -48,25 +48,31 @@ def empty_items(n: int):
 
 
 def cli(*args, cwd, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastindex", *map(str, args)], cwd=cwd, capture_output=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "fastindex", *map(str, args)], cwd=cwd, capture_output=True, timeout=timeout, env=ENV)
 
 
 def listed(data: bytes) -> dict[str, tuple[str, str]]:
     return {e["file_path"]: (e["reason"], e["message"]) for e in map(json.loads, data.splitlines())}
 
 
+#: marks the processes of this module's runs (workers inherit it), so that
+#: runs of other test suites on the same machine do not count
+TAG = f"FASTINDEX_TEST_RUN={os.getpid()}"
+ENV = {**os.environ, "FASTINDEX_TEST_RUN": str(os.getpid())}
+
+
 def fallback_workers() -> set[int]:
-    """Fallback worker processes that are not this test process's own."""
+    """Fallback worker processes started by this module's runs."""
     out = set()
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             cmd = Path(f"/proc/{d}/cmdline").read_bytes()
-            ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            env = Path(f"/proc/{d}/environ").read_bytes().split(b"\0")
+        except OSError:
             continue
-        if b"fallback_pool import serve" in cmd and ppid != os.getpid():
+        if b"fallback_pool import serve" in cmd and TAG.encode() in env:
             out.add(int(d))
     return out
 
@@ -145,7 +151,7 @@ def test_sigint_during_a_fallback_ends_the_run_within_a_second(tmp_path):
     before = fallback_workers()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastindex", "-o", "out.ndjson", "--fallback-memory", "0", "--fallback-timeout", "0", "."],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
     )
     deadline = time.monotonic() + 10
     while not (fallback_workers() - before) and time.monotonic() < deadline:
