@@ -1,10 +1,11 @@
-"""walk → read → record → aggregate, as an anyio task pool.
+"""walk → read → record → aggregate: the native pipeline, fed to anyio.
 
-A Rust thread walks (prefetching headers when the disk is cold); `jobs`
-tasks each have the Rust reader take the next batch of paths, parse it and
-fold its records into the Rust aggregator, in a worker thread with the GIL
-released; per-file records also go to the caller as they come (--level
-instance). What the fast path declines goes to pydicom.
+The run itself is Rust (`_native.Pipeline`, see rust/pipeline.rs): a
+thread walks (prefetching headers when the disk is cold), `jobs` threads
+read and fold the records into the Rust aggregator. One task here pulls
+its batches (with the GIL released while it waits), hands what the fast
+path declines to the pydicom fallback pool, passes per-file records to
+the caller (--level instance) and counts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 
 from . import _native
@@ -113,16 +115,7 @@ async def run(
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
-    walker = _native.Walker(
-        roots(paths, options.relative_to),
-        options.follow_symlinks,
-        options.batch_size,
-        options.concurrency,
-        list(options.exclude),
-        list(options.own),
-    )
     aggregator = _native.Aggregator(schema)
-    limiter = anyio.CapacityLimiter(jobs)
     summary = Summary()
 
     def keep(dicts: list[dict]) -> None:
@@ -153,11 +146,21 @@ async def run(
         if on_problem:
             on_problem(display, reason, message)
 
-    async def worker() -> None:
+    # Fallback reads waiting or running at most: past that, the pull waits
+    # (and so does the native run, once its queue is full).
+    pending = anyio.Semaphore(2 * max(1, options.fallback.processes))
+
+    async def fall_back_then_release(*problem: str) -> None:
+        try:
+            await fall_back(*problem)
+        finally:
+            pending.release()
+
+    async def pull(native: "_native.Pipeline", fallbacks: anyio.abc.TaskGroup) -> None:
         while True:
-            result = await anyio.to_thread.run_sync(
-                _native.read_batch, schema, walker, aggregator, on_records is not None, limiter=limiter
-            )
+            # Abandoned on cancel: close() below stops the run, and the
+            # thread returns as soon as the native side does.
+            result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
             if result is None:
                 return
             dicts, problems, indexed, warnings = result
@@ -170,7 +173,8 @@ async def run(
                     if on_problem:
                         on_problem(display, reason, message)
                 elif reason in FALLBACK_REASONS:
-                    await fall_back(path, display, reason, message)
+                    await pending.acquire()
+                    fallbacks.start_soon(fall_back_then_release, path, display, reason, message)
                 else:
                     summary.reasons[reason] += 1
                     if on_problem:
@@ -182,16 +186,28 @@ async def run(
             summary.seconds = time.perf_counter() - started
             options.progress(summary)
 
+    native = _native.Pipeline(
+        schema,
+        roots(paths, options.relative_to),
+        aggregator,
+        records=on_records is not None,
+        jobs=jobs,
+        batch_size=options.batch_size,
+        concurrency=options.concurrency,
+        follow_symlinks=options.follow_symlinks,
+        exclude=list(options.exclude),
+        own=list(options.own),
+    )
     pool = Pool(options.fallback)
     try:
         async with anyio.create_task_group() as outer:
             if options.progress:
                 outer.start_soon(report)
-            async with anyio.create_task_group() as workers:
-                for _ in range(jobs):
-                    workers.start_soon(worker)
+            async with anyio.create_task_group() as fallbacks:
+                await pull(native, fallbacks)
             outer.cancel_scope.cancel()
     finally:
+        native.close()
         pool.close()
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved

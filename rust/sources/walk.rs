@@ -1,40 +1,17 @@
-//! Finding files, kept apart from reading them: a thread walks the roots
-//! with walkdir and hands out batches of entries through a bounded channel,
-//! so walking overlaps parsing and memory stays flat however large the tree.
+//! Finding files, kept apart from reading them: `Walk` walks the roots
+//! with walkdir and yields one entry per file (and per entry it leaves out
+//! or cannot look at). It is a plain iterator, a `Listing`: the pipeline
+//! runs it on a thread of its own and batches what it yields.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
-use std::thread;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use walkdir::{DirEntry, DirEntryExt, WalkDir};
 
-use crate::prefetch::Prefetcher;
-
-/// What the walk found at one path.
-#[derive(Debug)]
-pub enum Found {
-    /// A regular file: to be read.
-    File,
-    /// Not read, by design (reason, message): FIFOs, sockets, devices,
-    /// symlinks when not followed, symlink loops.
-    Skip(&'static str, String),
-    /// Could not be looked at (reason, message).
-    Fail(&'static str, String),
-}
-
-#[derive(Debug)]
-pub struct Entry {
-    /// The path to open.
-    pub path: PathBuf,
-    /// The path as written in records: relative to the base, '/'-separated.
-    pub display: OsString,
-    pub found: Found,
-}
+use super::{Entry, Found};
 
 /// A root to walk and how its paths are displayed.
 pub struct Root {
@@ -112,85 +89,109 @@ pub fn is_own_part_file(name: &[u8]) -> bool {
     name.starts_with(b".fastindex-") && name.ends_with(b".part")
 }
 
-pub struct Walker {
-    /// Several reader threads ask for batches; one at a time takes one.
-    rx: Mutex<Receiver<Vec<Entry>>>,
+/// The entries below the roots, in walkdir's order, root after root.
+pub struct Walk {
+    roots: std::vec::IntoIter<Root>,
+    current: Option<(Root, walkdir::IntoIter)>,
+    follow_symlinks: bool,
+    filter: Filter,
 }
 
-/// Batches in flight between the walking thread and the readers: also how
-/// far ahead of the parsers the prefetcher may read.
-const QUEUE: usize = 8;
+impl Walk {
+    pub fn new(roots: Vec<Root>, follow_symlinks: bool, filter: Filter) -> Walk {
+        Walk {
+            roots: roots.into_iter(),
+            current: None,
+            follow_symlinks,
+            filter,
+        }
+    }
+}
 
-impl Walker {
-    /// Walk `roots` on a thread; with `concurrency` > 0, each batch's
-    /// headers are first requested that many at a time (see prefetch).
-    pub fn start(
-        roots: Vec<Root>,
-        follow_symlinks: bool,
-        batch: usize,
-        concurrency: usize,
-        filter: Filter,
-    ) -> Walker {
-        let (tx, rx) = sync_channel(QUEUE);
-        let batch = batch.max(1);
-        thread::spawn(move || {
-            let mut prefetcher = (concurrency > 0).then(|| Prefetcher::new(concurrency));
-            let mut send = |pending: Vec<Entry>| {
-                if let Some(p) = prefetcher.as_mut() {
-                    p.batch(&pending);
+impl Iterator for Walk {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            let (root, walk) = match &mut self.current {
+                Some(current) => current,
+                None => {
+                    let root = self.roots.next()?;
+                    let walk = WalkDir::new(&root.path)
+                        .follow_links(self.follow_symlinks)
+                        .follow_root_links(true)
+                        .into_iter();
+                    self.current.insert((root, walk))
                 }
-                tx.send(pending).is_ok()
             };
-            let mut pending = Vec::with_capacity(batch);
-            for root in roots {
-                let mut walk = WalkDir::new(&root.path)
-                    .follow_links(follow_symlinks)
-                    .follow_root_links(true)
-                    .into_iter();
-                while let Some(item) = walk.next() {
-                    let entry = match item {
-                        Ok(e) => {
-                            let rel = e.path().strip_prefix(&root.path).unwrap_or(e.path());
-                            let is_dir = e.file_type().is_dir();
-                            if !rel.as_os_str().is_empty() && filter.exclude.matches(rel, is_dir) {
-                                if is_dir {
-                                    walk.skip_current_dir();
-                                }
-                                let found = Found::Skip("excluded", "excluded by --exclude".into());
-                                Entry {
-                                    display: display_of(&root, e.path()),
-                                    path: e.into_path(),
-                                    found,
-                                }
-                            } else {
-                                match classify(&root, e, &filter) {
-                                    Some(entry) => entry,
-                                    None => continue,
-                                }
-                            }
-                        }
-                        Err(err) => failed(&root, err),
-                    };
-                    pending.push(entry);
-                    if pending.len() == batch
-                        && !send(std::mem::replace(&mut pending, Vec::with_capacity(batch)))
-                    {
-                        return; // the reader side is gone: stop walking
-                    }
+            let Some(item) = walk.next() else {
+                self.current = None;
+                continue;
+            };
+            let e = match item {
+                Ok(e) => e,
+                Err(err) => return Some(failed(root, err)),
+            };
+            let rel = e.path().strip_prefix(&root.path).unwrap_or(e.path());
+            let is_dir = e.file_type().is_dir();
+            if !rel.as_os_str().is_empty() && self.filter.exclude.matches(rel, is_dir) {
+                if is_dir {
+                    walk.skip_current_dir();
                 }
+                let found = Found::Skip("excluded", "excluded by --exclude".into());
+                return Some(Entry {
+                    display: display_of(root, e.path()),
+                    path: e.into_path(),
+                    found,
+                });
             }
-            if !pending.is_empty() {
-                send(pending);
+            if let Some(entry) = classify(root, e, &self.filter) {
+                return Some(entry);
             }
-        });
-        Walker { rx: Mutex::new(rx) }
+        }
     }
+}
 
-    /// The next batch, or None when the walk is over. Blocks.
-    pub fn next_batch(&self) -> Option<Vec<Entry>> {
-        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        rx.recv().ok()
+impl Root {
+    /// Roots for PATHs as given on a command line: each displayed as given
+    /// ('/'-separated, without `.` components or repeated and trailing
+    /// slashes; "" for `.` itself), and each file once: a PATH that is, or
+    /// lies inside, another (links resolved) is walked as part of that one.
+    /// As `pipeline.roots` in Python does without --relative-to.
+    pub fn given<P: AsRef<Path>>(paths: &[P]) -> Vec<Root> {
+        let mut kept: Vec<(Root, PathBuf)> = Vec::new();
+        for p in paths {
+            let path = p.as_ref();
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if kept.iter().any(|(_, r)| real.starts_with(r)) {
+                continue;
+            }
+            kept.retain(|(_, r)| !r.starts_with(&real));
+            let display = display_given(path.as_os_str());
+            kept.push((
+                Root {
+                    path: path.to_path_buf(),
+                    display,
+                },
+                real,
+            ));
+        }
+        kept.into_iter().map(|(root, _)| root).collect()
     }
+}
+
+fn display_given(path: &OsStr) -> OsString {
+    let b = path.as_bytes();
+    let parts: Vec<&[u8]> = b
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    let mut out = Vec::with_capacity(b.len());
+    if b.starts_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(&parts.join(&b'/'));
+    OsString::from_vec(out)
 }
 
 fn display_of(root: &Root, path: &Path) -> OsString {
