@@ -476,3 +476,353 @@ pub fn read_guarded(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::source::Input;
+    use crate::sources::{files, Prefix};
+    use crate::stream::Encoding;
+    use crate::tests::{ct, deflate, part10, read, t, W};
+
+    /// A header with a private block to skip between wanted values.
+    fn spread() -> Vec<u8> {
+        let mut w = W::new(Encoding::EXPLICIT_LE);
+        w.el(t(0x0008, 0x0018), b"UI", "1.2.3.4.5")
+            .el(t(0x0008, 0x0060), b"CS", "MR")
+            .el(t(0x0009, 0x0010), b"LO", "PRIVATE");
+        w.head(t(0x0009, 0x1010), b"OB", 40_000)
+            .raw(&vec![0x5A; 40_000]);
+        w.el(t(0x0010, 0x0020), b"LO", "PAT")
+            .el(t(0x0020, 0x000D), b"UI", "1.2.3")
+            .el(t(0x0020, 0x000E), b"UI", "1.2.3.4");
+        part10("1.2.840.10008.1.2.1", &w.buf)
+    }
+
+    /// An object store in memory: each request serves a prefix of the
+    /// object, K bytes or the bytes up to what the reader asked for,
+    /// rounded up to K.
+    struct Ranged {
+        objects: HashMap<PathBuf, Vec<u8>>,
+        k: u64,
+        requests: AtomicUsize,
+    }
+
+    impl Fetch for Ranged {
+        fn open(&self, entry: &Entry, upto: u64) -> io::Result<Box<dyn Input>> {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let data = self
+                .objects
+                .get(&entry.path)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            let size = data.len() as u64;
+            let served = upto.max(1).div_ceil(self.k) * self.k;
+            let served = served.min(size) as usize;
+            Ok(Box::new(Prefix::new(data[..served].to_vec(), size)))
+        }
+    }
+
+    fn ranged(objects: &[(&str, Vec<u8>)], k: u64) -> Ranged {
+        Ranged {
+            objects: objects
+                .iter()
+                .map(|(n, b)| (PathBuf::from(n), b.clone()))
+                .collect(),
+            k,
+            requests: AtomicUsize::new(0),
+        }
+    }
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(Vec::new()).expect("the field table"))
+    }
+
+    #[test]
+    fn a_ranged_source_fetches_more_and_reads_the_same_record() {
+        let cases = [
+            ("spread", spread()),
+            (
+                "explicit",
+                part10("1.2.840.10008.1.2.1", &ct(Encoding::EXPLICIT_LE)),
+            ),
+            (
+                "deflated",
+                part10(
+                    "1.2.840.10008.1.2.1.99",
+                    &deflate(&ct(Encoding::EXPLICIT_LE)),
+                ),
+            ),
+            // Bare: a read cut short must not be taken for the end of it.
+            ("bare", ct(Encoding::IMPLICIT_LE)),
+        ];
+        for (name, bytes) in &cases {
+            let whole = read(bytes).expect("reads whole");
+            for k in [7, 100, 4096] {
+                let fetch = ranged(&[(name, bytes.clone())], k);
+                let got = read_guarded(
+                    &fetch,
+                    &schema(),
+                    &Entry::file(name, *name),
+                    &mut Collected::default(),
+                );
+                let Ok(Outcome::Indexed(rec)) = got else {
+                    panic!("{name}, K={k}: {got:?}", got = got.err());
+                };
+                assert_eq!(rec.values, whole.values, "{name}, K={k}");
+                let requests = fetch.requests.load(Ordering::Relaxed);
+                let needed = if bytes.len() as u64 > k { 2 } else { 1 };
+                assert!(requests >= needed, "{name}, K={k}: {requests} request(s)");
+            }
+        }
+    }
+
+    /// A fetch that never serves more than its first K bytes.
+    struct Stingy;
+
+    impl Fetch for Stingy {
+        fn open(&self, _entry: &Entry, _upto: u64) -> io::Result<Box<dyn Input>> {
+            Ok(Box::new(Prefix::new(spread()[..300].to_vec(), 1 << 20)))
+        }
+    }
+
+    #[test]
+    fn a_source_that_serves_no_more_is_an_error_not_a_loop() {
+        let got = read_guarded(
+            &Stingy,
+            &schema(),
+            &Entry::file("x", "x"),
+            &mut Collected::default(),
+        );
+        let Err(Error::Io(e)) = got else {
+            panic!("an I/O error")
+        };
+        assert!(e.to_string().contains("did not serve"), "{e}");
+    }
+
+    fn run_dir(dir: &std::path::Path, jobs: usize) -> (Vec<Batch>, Arc<Mutex<Aggregator>>) {
+        let agg = Arc::new(Mutex::new(Aggregator::default()));
+        let walk = crate::sources::walk::Walk::new(
+            crate::sources::walk::Root::given(&[dir]),
+            false,
+            Default::default(),
+        );
+        let options = Options {
+            jobs,
+            batch_size: 3,
+            ..Options::default()
+        };
+        let run = Pipeline::start(
+            Box::new(walk),
+            Arc::new(crate::sources::Files),
+            schema(),
+            Some(agg.clone()),
+            &options,
+        );
+        let batches = run
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("complete");
+        (batches, agg)
+    }
+
+    #[test]
+    fn a_walked_tree_is_read_and_folded() {
+        let dir = std::env::temp_dir().join(format!("fastindex-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        for i in 0..10 {
+            std::fs::write(dir.join("sub").join(format!("{i}.dcm")), spread()).expect("write");
+        }
+        std::fs::write(dir.join("junk.txt"), b"hello").expect("write");
+        let (batches, agg) = run_dir(&dir, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+        let indexed: usize = batches.iter().map(|b| b.indexed).sum();
+        let problems: Vec<&Problem> = batches.iter().flat_map(|b| &b.problems).collect();
+        assert_eq!(indexed, 10);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, "not_dicom");
+        let agg = lock(&agg);
+        assert_eq!(agg.len(), 1);
+        // Every file holds the same SOP instance: one instance, 9 duplicates.
+        assert_eq!(agg.duplicates, 9);
+    }
+
+    /// A listing of `n` entries (forever when None) that panics at `panic_at`,
+    /// holding a token whose count says whether it was dropped.
+    fn listing(n: Option<usize>, panic_at: Option<usize>, token: Arc<()>) -> Box<dyn Listing> {
+        let mut i = 0usize;
+        Box::new(std::iter::from_fn(move || {
+            let _held = &token;
+            i += 1;
+            if Some(i) == panic_at {
+                panic!("the listing broke");
+            }
+            if n.is_some_and(|n| i > n) {
+                return None;
+            }
+            Some(Entry::file(format!("{i}"), format!("{i}")))
+        }))
+    }
+
+    /// Serves every entry as the same small file, in memory.
+    struct Same;
+
+    impl Fetch for Same {
+        fn open(&self, _entry: &Entry, _upto: u64) -> io::Result<Box<dyn Input>> {
+            let bytes = part10("1.2.840.10008.1.2.1", &ct(Encoding::EXPLICIT_LE));
+            let size = bytes.len() as u64;
+            Ok(Box::new(Prefix::new(bytes, size)))
+        }
+    }
+
+    fn start(listing: Box<dyn Listing>, fetch: Arc<dyn Fetch>, fold: Arc<dyn Fold>) -> Pipeline {
+        let options = Options {
+            jobs: 2,
+            batch_size: 4,
+            concurrency: 2,
+            records: false,
+        };
+        Pipeline::start(listing, fetch, schema(), Some(fold), &options)
+    }
+
+    fn agg() -> Arc<dyn Fold> {
+        Arc::new(Mutex::new(Aggregator::default()))
+    }
+
+    #[test]
+    fn a_panic_in_the_listing_fails_the_run() {
+        let token = Arc::new(());
+        let fetch: Arc<dyn Fetch> = Arc::new(Same);
+        let run = start(listing(None, Some(50), token.clone()), fetch.clone(), agg());
+        let results: Vec<_> = run.collect();
+        let failure = results
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .expect("the run fails");
+        assert_eq!(failure.stage, "walk");
+        assert!(failure.message.contains("the listing broke"), "{failure}");
+        assert!(
+            results.last().is_some_and(|r| r.is_err()),
+            "the failure comes last"
+        );
+        // Every thread is gone with what it held.
+        assert_eq!(Arc::strong_count(&token), 1);
+        assert_eq!(Arc::strong_count(&fetch), 1);
+    }
+
+    struct Broken;
+
+    impl Fold for Broken {
+        fn fold(&self, _records: Vec<(OsString, Record)>) {
+            panic!("the aggregator broke");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_reader_thread_fails_the_run() {
+        let token = Arc::new(());
+        let run = start(
+            listing(None, None, token.clone()),
+            Arc::new(Same),
+            Arc::new(Broken),
+        );
+        let failure = run.filter_map(|r| r.err()).next().expect("the run fails");
+        assert_eq!(failure.stage, "read");
+        assert!(
+            failure.message.contains("the aggregator broke"),
+            "{failure}"
+        );
+        assert_eq!(Arc::strong_count(&token), 1);
+    }
+
+    /// A fetch whose ahead stage fails on its second batch.
+    struct FailingAhead;
+
+    struct Fails(usize);
+
+    impl Ahead for Fails {
+        fn batch(&mut self, _: &[Entry], _: &AtomicBool) -> std::result::Result<(), String> {
+            self.0 += 1;
+            if self.0 == 2 {
+                return Err("the prefetch threads are gone".into());
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> std::result::Result<(), String> {
+            Ok(())
+        }
+    }
+
+    impl Fetch for FailingAhead {
+        fn open(&self, e: &Entry, upto: u64) -> io::Result<Box<dyn Input>> {
+            Same.open(e, upto)
+        }
+
+        fn ahead(&self, _: usize) -> Option<Box<dyn Ahead>> {
+            Some(Box::new(Fails(0)))
+        }
+    }
+
+    #[test]
+    fn a_failed_ahead_stage_fails_the_run() {
+        let run = start(
+            listing(Some(100), None, Arc::new(())),
+            Arc::new(FailingAhead),
+            agg(),
+        );
+        let failure = run.filter_map(|r| r.err()).next().expect("the run fails");
+        assert_eq!(failure.stage, "walk");
+        assert!(failure.message.contains("prefetch"), "{failure}");
+    }
+
+    #[test]
+    fn dropping_the_iterator_mid_run_stops_and_joins_everything() {
+        let token = Arc::new(());
+        let fetch: Arc<dyn Fetch> = Arc::new(Same);
+        let fold = agg();
+        let mut run = start(
+            listing(None, None, token.clone()),
+            fetch.clone(),
+            fold.clone(),
+        );
+        for _ in 0..3 {
+            assert!(run.next().expect("a batch").is_ok());
+        }
+        drop(run);
+        assert_eq!(Arc::strong_count(&token), 1);
+        assert_eq!(Arc::strong_count(&fetch), 1);
+        assert_eq!(Arc::strong_count(&fold), 1);
+    }
+
+    #[test]
+    fn close_is_quiet_when_nothing_failed_and_the_run_ends() {
+        let mut run = start(listing(Some(10), None, Arc::new(())), Arc::new(Same), agg());
+        let indexed: usize = run.by_ref().map(|b| b.expect("complete").indexed).sum();
+        assert_eq!(indexed, 10);
+        assert!(run.close().is_ok());
+        assert!(run.next().is_none());
+    }
+
+    #[test]
+    fn an_explicit_list_is_a_listing() {
+        let fold: Arc<Mutex<Aggregator>> = Arc::new(Mutex::new(Aggregator::default()));
+        let list = files(vec![(
+            PathBuf::from("/nonexistent/a.dcm"),
+            OsString::from("a.dcm"),
+        )]);
+        let run = start(
+            Box::new(list),
+            Arc::new(crate::sources::Files),
+            fold.clone(),
+        );
+        let batches: Vec<Batch> = run.map(|b| b.expect("complete")).collect();
+        let problems: Vec<&Problem> = batches.iter().flat_map(|b| &b.problems).collect();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].reason, "unreadable");
+        assert_eq!(problems[0].display, OsString::from("a.dcm"));
+    }
+}

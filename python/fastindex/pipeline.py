@@ -156,11 +156,19 @@ async def run(
         finally:
             pending.release()
 
+    failed: list[BaseException] = []
+
     async def pull(native: "_native.Pipeline", fallbacks: anyio.abc.TaskGroup) -> None:
         while True:
-            # Abandoned on cancel: close() below stops the run, and the
-            # thread returns as soon as the native side does.
-            result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
+            try:
+                # Abandoned on cancel: close() below stops the run, and the
+                # thread returns as soon as the native side does.
+                result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
+            except _native.RunFailed as e:
+                # Raised as itself, not inside the task groups' wrapping.
+                failed.append(e)
+                fallbacks.cancel_scope.cancel()
+                return
             if result is None:
                 return
             dicts, problems, indexed, warnings = result
@@ -209,6 +217,8 @@ async def run(
     finally:
         native.close()
         pool.close()
+    if failed:
+        raise failed[0]
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved
     summary.seconds = time.perf_counter() - started
