@@ -4,6 +4,7 @@ leaves no thread behind, and a thread of the run that fails fails the run
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -110,3 +111,36 @@ def test_the_api_raises_when_a_thread_fails(archive, monkeypatch):
     monkeypatch.setenv("FASTINDEX_TEST_PANIC", "walk")
     with pytest.raises(_native.RunFailed, match="FASTINDEX_TEST_PANIC=walk"):
         fastindex.index([archive])
+    # The prefetch threads too, though the listing thread died under them.
+    assert native_threads() == 0
+
+
+def native_threads() -> int:
+    """Threads of this process that the native run started."""
+    names = []
+    for t in os.listdir("/proc/self/task"):
+        try:
+            names.append(Path(f"/proc/self/task/{t}/comm").read_text())
+        except OSError:
+            pass
+    return sum(n.startswith("fastindex-") for n in names)
+
+
+def test_an_abandoned_iter_instances_stops_the_run(archive, monkeypatch):
+    import fastindex
+    from fastindex import api
+
+    # One file a batch: the run cannot be over (its queues full) when the
+    # first record arrives.
+    options = api._options
+    monkeypatch.setattr(api, "_options", lambda *a: dataclasses.replace(options(*a), batch_size=1))
+    assert native_threads() == 0
+    it = fastindex.iter_instances([archive], jobs=2)
+    first = next(it)
+    assert first["file_path"].endswith(".dcm")
+    assert native_threads() > 0
+    it.close()
+    assert native_threads() == 0
+    # Read to the end, the same: every record, then nothing left running.
+    assert sum(1 for _ in fastindex.iter_instances([archive], jobs=2)) == 1000
+    assert native_threads() == 0

@@ -145,6 +145,12 @@ mod linux {
         }
 
         fn finish(mut self: Box<Self>) -> Result<(), String> {
+            self.join()
+        }
+    }
+
+    impl Prefetcher {
+        fn join(&mut self) -> Result<(), String> {
             self.tx = None; // the workers' channel closes: they return
             let mut failed = Ok(());
             for w in self.workers.drain(..) {
@@ -156,6 +162,13 @@ mod linux {
                 }
             }
             failed
+        }
+    }
+
+    impl Drop for Prefetcher {
+        /// Joined also when not finished (the listing thread unwinding).
+        fn drop(&mut self) {
+            let _ = self.join();
         }
     }
 
