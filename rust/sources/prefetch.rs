@@ -61,8 +61,7 @@ pub use linux::cached;
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::fs::{File, OpenOptions};
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::fs::File;
     use std::os::unix::io::AsRawFd;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,11 +172,7 @@ mod linux {
     }
 
     fn open(path: &Path) -> Option<File> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .ok()
+        crate::reader::open(path).ok()
     }
 
     /// Is the first page of the file in the page cache? A file that cannot

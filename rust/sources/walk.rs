@@ -139,11 +139,7 @@ impl Iterator for Walk {
                     walk.skip_current_dir();
                 }
                 let found = Found::Skip("excluded", "excluded by --exclude".into());
-                return Some(Entry {
-                    display: display_of(root, e.path()),
-                    path: e.into_path(),
-                    found,
-                });
+                return Some(entry(root, e, found));
             }
             if let Some(entry) = classify(root, e, &self.filter) {
                 return Some(entry);
@@ -194,6 +190,15 @@ fn display_given(path: &OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
+/// The entry for what walkdir found at `e`.
+fn entry(root: &Root, e: DirEntry, found: Found) -> Entry {
+    Entry {
+        display: display_of(root, e.path()),
+        path: e.into_path(),
+        found,
+    }
+}
+
 fn display_of(root: &Root, path: &Path) -> OsString {
     let rel = path.strip_prefix(&root.path).unwrap_or(path);
     let rel = rel.as_os_str().as_bytes();
@@ -218,11 +223,7 @@ fn classify(root: &Root, e: DirEntry, filter: &Filter) -> Option<Entry> {
             Ok(m) => ft = m.file_type(),
             Err(_) => {
                 let found = Found::Fail("unreadable", "dangling symbolic link".into());
-                return Some(Entry {
-                    display: display_of(root, e.path()),
-                    path: e.into_path(),
-                    found,
-                });
+                return Some(entry(root, e, found));
             }
         }
     }
@@ -245,11 +246,7 @@ fn classify(root: &Root, e: DirEntry, filter: &Filter) -> Option<Entry> {
             "not a regular file (FIFO, socket or device)".into(),
         )
     };
-    Some(Entry {
-        display: display_of(root, e.path()),
-        path: e.into_path(),
-        found,
-    })
+    Some(entry(root, e, found))
 }
 
 fn is_own(e: &DirEntry, filter: &Filter) -> bool {
