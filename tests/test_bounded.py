@@ -56,7 +56,9 @@ def listed(data: bytes) -> dict[str, tuple[str, str]]:
 
 
 def fallback_workers() -> set[int]:
-    """Fallback worker processes that are not this test process's own."""
+    """Fallback worker processes of this checkout (other checkouts on the
+    machine may be testing too) that are not this test process's own."""
+    mine = repr(os.path.dirname(os.path.dirname(os.path.abspath(fastindex.__file__)))).encode()
     out = set()
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -66,7 +68,7 @@ def fallback_workers() -> set[int]:
             ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if b"fallback_pool import serve" in cmd and ppid != os.getpid():
+        if b"fallback_pool import serve" in cmd and mine in cmd and ppid != os.getpid():
             out.add(int(d))
     return out
 
