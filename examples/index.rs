@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 fn run(paths: &[PathBuf]) -> Result<usize, String> {
     let schema = Arc::new(Schema::new(Vec::new())?);
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
-    let walk = Walk::new(Root::given(paths), false, Filter::default());
+    let walk = Walk::new(Root::given(paths, None), false, Filter::default());
     let pipeline = Pipeline::start(
         Box::new(walk),
         Arc::new(Files),

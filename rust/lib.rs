@@ -22,7 +22,7 @@
 //!
 //! let schema = Arc::new(Schema::new(Vec::new()).expect("the field table"));
 //! let agg = Arc::new(Mutex::new(Aggregator::default()));
-//! let walk = Walk::new(Root::given(&["archive"]), false, Filter::default());
+//! let walk = Walk::new(Root::given(&["archive"], None), false, Filter::default());
 //! let run = Pipeline::start(Box::new(walk), Arc::new(Files), schema, Some(agg.clone()), &Options::default());
 //! for batch in run {
 //!     let batch = batch.expect("a complete run");

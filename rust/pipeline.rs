@@ -606,7 +606,7 @@ mod tests {
     fn run_dir(dir: &std::path::Path, jobs: usize) -> (Vec<Batch>, Arc<Mutex<Aggregator>>) {
         let agg = Arc::new(Mutex::new(Aggregator::default()));
         let walk = crate::sources::walk::Walk::new(
-            crate::sources::walk::Root::given(&[dir]),
+            crate::sources::walk::Root::given(&[dir], None),
             false,
             Default::default(),
         );

@@ -69,6 +69,16 @@ impl Schema {
     }
 }
 
+/// (path, display prefix) per PATH: see `Root::given`.
+#[pyfunction]
+#[pyo3(signature = (paths, base = None))]
+fn roots(paths: Vec<PathBuf>, base: Option<PathBuf>) -> Vec<(OsString, OsString)> {
+    Root::given(&paths, base.as_deref())
+        .into_iter()
+        .map(|r| (r.path.into_os_string(), r.display))
+        .collect()
+}
+
 /// Whether `pattern` is a valid --exclude glob (ValueError if not).
 #[pyfunction]
 fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
@@ -415,6 +425,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RunFailed", m.py().get_type::<RunFailed>())?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
+    m.add_function(wrap_pyfunction!(roots, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -33,12 +33,12 @@ class Options:
     follow_symlinks: bool = False
     #: extra tags: (name, tag, vr, multi) as made by `tags.resolve`
     extras: Sequence[tuple[str, int, str, bool]] = ()
-    #: paths per native call
+    #: entries per batch (the unit the native run hands over)
     batch_size: int = 256
     #: header reads requested ahead of the parsers when the disk is slow
     #: (0: none); idle while files come from the page cache
     concurrency: int = 16
-    #: --exclude globs, matched below each PATH (see walk.rs)
+    #: --exclude globs, matched below each PATH (see rust/sources/walk.rs)
     exclude: Sequence[str] = ()
     #: (device, inode) of this run's own output files: never indexed
     own: Sequence[tuple[int, int]] = ()
@@ -46,15 +46,6 @@ class Options:
     fallback: Limits = field(default_factory=Limits)
     #: called with the running summary now and then (progress display)
     progress: Callable[[Summary], None] | None = field(default=None, repr=False)
-
-
-def display_path(path: str) -> str:
-    """A PATH as records write it: as given (relative stays relative,
-    absolute stays absolute, as find, fd and rg do), '/'-separated, without
-    `.` components or repeated and trailing slashes ("" for `.` itself)."""
-    parts = [c for c in path.split("/") if c not in ("", ".")]
-    joined = "/".join(parts)
-    return "/" + joined if path.startswith("/") else joined
 
 
 def check_path(path: str) -> None:
@@ -69,35 +60,25 @@ def check_path(path: str) -> None:
 
 
 def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
-    """(path, display prefix) per PATH, each file once: a PATH that is, or
-    lies inside, another PATH (after resolving links) is walked as part of
-    that one. Raises FileNotFoundError for a missing PATH or base,
-    NotADirectoryError for a base that is not a directory."""
+    """(path, display prefix) per PATH, each file once (see `Root::given`
+    in rust/sources/walk.rs): displayed as given ('/'-separated, without
+    `.` components or repeated and trailing slashes, "" for `.`), or
+    relative to `relative_to`; a PATH that is, or lies inside, another
+    PATH (after resolving links) is walked as part of that one. Raises
+    FileNotFoundError for a missing PATH or base, NotADirectoryError for a
+    base that is not a directory."""
     base = None
     if relative_to is not None:
         base = os.path.abspath(relative_to)
         if not os.path.isdir(base):
             error = NotADirectoryError if os.path.exists(base) else FileNotFoundError
             raise error(f"--relative-to {relative_to}: {'not a directory' if os.path.exists(base) else 'no such directory'}")
-    kept: list[tuple[str, str, str]] = []  # (path, display, resolved)
+    checked = []
     for p in paths:
         p = os.fsdecode(os.fspath(p))
         check_path(p)
-        if base is None:
-            display = display_path(p)
-        else:
-            display = os.path.relpath(os.path.abspath(p), base)
-            display = "" if display == "." else display
-        real = os.path.realpath(p)
-        if any(_within(real, r) for _, _, r in kept):
-            continue
-        kept = [k for k in kept if not _within(k[2], real)]
-        kept.append((p, display, real))
-    return [(p, d) for p, d, _ in kept]
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
+        checked.append(p)
+    return _native.roots(checked, base)
 
 
 async def run(

@@ -149,21 +149,25 @@ impl Iterator for Walk {
 }
 
 impl Root {
-    /// Roots for PATHs as given on a command line: each displayed as given
-    /// ('/'-separated, without `.` components or repeated and trailing
-    /// slashes; "" for `.` itself), and each file once: a PATH that is, or
-    /// lies inside, another (links resolved) is walked as part of that one.
-    /// As `pipeline.roots` in Python does without --relative-to.
-    pub fn given<P: AsRef<Path>>(paths: &[P]) -> Vec<Root> {
+    /// Roots for PATHs as given on a command line, each file once: a PATH
+    /// that is, or lies inside, another (links resolved) is walked as part
+    /// of that one. Displayed as given ('/'-separated, without `.`
+    /// components or repeated and trailing slashes; "" for `.` itself), or
+    /// relative to `base` when there is one (`..` where needed).
+    pub fn given<P: AsRef<Path>>(paths: &[P], base: Option<&Path>) -> Vec<Root> {
+        let base = base.map(absolute);
         let mut kept: Vec<(Root, PathBuf)> = Vec::new();
         for p in paths {
             let path = p.as_ref();
-            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path));
             if kept.iter().any(|(_, r)| real.starts_with(r)) {
                 continue;
             }
             kept.retain(|(_, r)| !r.starts_with(&real));
-            let display = display_given(path.as_os_str());
+            let display = match &base {
+                None => display_given(path.as_os_str()),
+                Some(base) => relative(&absolute(path), base),
+            };
             kept.push((
                 Root {
                     path: path.to_path_buf(),
@@ -176,18 +180,59 @@ impl Root {
     }
 }
 
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
 fn display_given(path: &OsStr) -> OsString {
     let b = path.as_bytes();
-    let parts: Vec<&[u8]> = b
-        .split(|&c| c == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .collect();
     let mut out = Vec::with_capacity(b.len());
     if b.starts_with(b"/") {
         out.push(b'/');
     }
-    out.extend_from_slice(&parts.join(&b'/'));
+    out.extend_from_slice(&components(b).collect::<Vec<_>>().join(&b'/'));
     OsString::from_vec(out)
+}
+
+/// The absolute path, `..` resolved by the names alone (links are not
+/// looked at), as Python's `os.path.abspath`.
+fn absolute(path: &Path) -> PathBuf {
+    let joined;
+    let path = if path.is_absolute() {
+        path
+    } else {
+        joined = std::env::current_dir().unwrap_or_default().join(path);
+        &joined
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in components(path.as_os_str().as_bytes()) {
+        if c == b".." {
+            parts.pop();
+        } else {
+            parts.push(c);
+        }
+    }
+    let mut out = Vec::new();
+    for c in parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
+/// `path` from `base` (both absolute, normalized), as `os.path.relpath`;
+/// "" for the base itself.
+fn relative(path: &Path, base: &Path) -> OsString {
+    let path: Vec<&[u8]> = components(path.as_os_str().as_bytes()).collect();
+    let base: Vec<&[u8]> = components(base.as_os_str().as_bytes()).collect();
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&[u8]> = vec![b".."; base.len() - common];
+    parts.extend_from_slice(&path[common..]);
+    OsString::from_vec(parts.join(&b'/'))
 }
 
 /// The entry for what walkdir found at `e`.
@@ -282,5 +327,50 @@ fn failed(root: &Root, err: walkdir::Error) -> Entry {
         display: display_of(root, &path),
         path,
         found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn displays(paths: &[&str], base: Option<&str>) -> Vec<String> {
+        Root::given(paths, base.map(Path::new))
+            .into_iter()
+            .map(|r| r.display.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn paths_are_displayed_as_given_or_from_the_base() {
+        let missing = "/nonexistent-fastindex";
+        assert_eq!(displays(&["."], None), [""]);
+        assert_eq!(
+            displays(&[&format!("{missing}//a/./b/")], None),
+            [format!("{missing}/a/b")]
+        );
+        assert_eq!(displays(&["./x/../y"], None), ["x/../y"]);
+        assert_eq!(
+            displays(
+                &[&format!("{missing}/a/b")],
+                Some(&format!("{missing}/a/c/"))
+            ),
+            ["../b"]
+        );
+        assert_eq!(
+            displays(&[&format!("{missing}/a/c/../b")], Some(missing)),
+            ["a/b"]
+        );
+        assert_eq!(displays(&[missing], Some(missing)), [""]);
+    }
+
+    #[test]
+    fn a_path_inside_another_is_walked_once() {
+        let missing = "/nonexistent-fastindex";
+        let inner = format!("{missing}/a/b");
+        let outer = format!("{missing}/a");
+        assert_eq!(displays(&[&inner, &outer], None), [outer.as_str()]);
+        assert_eq!(displays(&[&outer, &inner], None), [outer.as_str()]);
+        assert_eq!(displays(&[&outer, &outer], None), [outer]);
     }
 }
