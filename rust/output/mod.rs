@@ -121,16 +121,10 @@ fn cell(v: &Value) -> Cell<'_> {
 pub fn blank(schema: &Schema, column: usize) -> Option<Value> {
     if let Some(f) = FIELDS.get(column) {
         return match f.kind {
+            k if k.computed() => None,
             Kind::Number => Some(Value::Num(None)),
             Kind::Numbers => Some(Value::Nums(None)),
-            Kind::Count
-            | Kind::Folder
-            | Kind::Path
-            | Kind::ReferenceSeries
-            | Kind::ReferenceModality => None,
-            Kind::Text | Kind::Code | Kind::Uid | Kind::Subseries | Kind::TransferSyntax => {
-                Some(Value::Str(String::new()))
-            }
+            _ => Some(Value::Str(String::new())),
         };
     }
     let e = schema.extras.get(column - FIELDS.len())?;
