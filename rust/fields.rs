@@ -59,6 +59,18 @@ impl Kind {
         }
     }
 
+    /// Filled in when a record is written, not read from the file.
+    pub fn computed(self) -> bool {
+        matches!(
+            self,
+            Kind::Count
+                | Kind::Folder
+                | Kind::Path
+                | Kind::ReferenceSeries
+                | Kind::ReferenceModality
+        )
+    }
+
     /// The VR the standard gives these tags: what implicit VR files mean.
     pub fn vr(self) -> [u8; 2] {
         match self {

@@ -1,25 +1,51 @@
 //! fastindex: a streaming DICOM header reader and archive indexer.
 //!
-//! The data path, one module each: `walk` finds files (and `prefetch`
-//! asks for their headers ahead when the disk is slow), `reader` opens one
-//! and drives `header` (preamble, meta, syntax) and `stream` (elements)
-//! over a `source`, `record` turns the kept bytes into fields (`decode`),
-//! `aggregate` folds records into subseries. `fields` is the one table
-//! of fields; `schema` turns it into what the stream looks for. `py` is
-//! the thin Python boundary.
+//! The data path, one module each: `sources` says where entries come from
+//! (`walk`: a walked tree; an explicit list) and how their bytes are had
+//! (`Files`, with `prefetch` asking for headers ahead when the disk is
+//! slow); `pipeline` drives them: a listing thread, reader threads, and
+//! batches out through an iterator. `reader` reads one input, driving
+//! `header` (preamble, meta, syntax) and `stream` (elements) over a
+//! `source`; `record` turns the kept bytes into fields (`decode`);
+//! `aggregate` folds records into subseries; `output` writes records
+//! (`output::ndjson`). `fields` is the one table of fields; `schema` turns
+//! it into what the stream looks for. `py` is the thin Python boundary.
+//!
+//! Without Python (see `examples/index.rs`):
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//! use fastindex::aggregate::Aggregator;
+//! use fastindex::pipeline::{Options, Pipeline};
+//! use fastindex::schema::Schema;
+//! use fastindex::sources::{walk::{Filter, Root, Walk}, Files};
+//!
+//! let schema = Arc::new(Schema::new(Vec::new()).expect("the field table"));
+//! let agg = Arc::new(Mutex::new(Aggregator::default()));
+//! let walk = Walk::new(Root::given(&["archive"], None), false, Filter::default());
+//! let run = Pipeline::start(Box::new(walk), Arc::new(Files), schema, Some(agg.clone()), &Options::default());
+//! for batch in run {
+//!     let batch = batch.expect("a complete run");
+//!     for p in &batch.problems {
+//!         eprintln!("{}: {} ({})", p.display.to_string_lossy(), p.reason, p.message);
+//!     }
+//! }
+//! let subseries = agg.lock().expect("no panic").len();
+//! ```
 
 pub mod aggregate;
 pub mod decode;
 pub mod error;
 pub mod fields;
 pub mod header;
-pub mod prefetch;
+pub mod output;
+pub mod pipeline;
 pub mod reader;
 pub mod record;
 pub mod schema;
 pub mod source;
+pub mod sources;
 pub mod stream;
-pub mod walk;
 
 #[cfg(feature = "python")]
 mod py;

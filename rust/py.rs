@@ -1,32 +1,33 @@
-//! The Python boundary, kept thin: opaque batches and results move between
-//! the walker, the readers and the aggregator without becoming Python
-//! objects; only records that are written (and problems) cross over.
-//! Every call that does I/O or parsing releases the GIL.
+//! The Python boundary, kept thin: the pipeline runs in Rust threads
+//! (see `pipeline`); a `Pipeline` object hands its batches over with the
+//! GIL released, and only records that are written (and problems) become
+//! Python objects.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::aggregate::{Aggregator as Core, Error as AggError, ExtraSig, Finished, Key, Links};
-use crate::error::Error;
-use crate::fields::{Kind, Scope, FIELDS};
-use crate::reader;
+use crate::aggregate::{Aggregator as Core, Error as AggError, ExtraSig, Finished, Key};
+use crate::fields::FIELDS;
+use crate::output::{self, Cell, Subseries};
+use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
 use crate::record::{Outcome, Record, Value};
 use crate::schema::{Extra, Schema as CoreSchema};
+use crate::sources::walk::{Exclude, Filter, Root, Walk};
+use crate::sources::{Entry, Files};
 use crate::stream::Collected;
-use crate::walk::{Entry, Exclude, Filter, Found, Root, Walker as CoreWalker};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock is already turned into a file error;
-    // the data behind it is still consistent enough to go on.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+create_exception!(
+    _native,
+    RunFailed,
+    PyRuntimeError,
+    "A thread of the run failed: the index would be incomplete."
+);
 
 /// What to read: the field table plus the user's extra tags.
 #[pyclass(frozen, module = "fastindex._native")]
@@ -86,24 +87,66 @@ impl Schema {
     }
 }
 
+/// (path, display prefix) per PATH: see `Root::given`.
+#[pyfunction]
+#[pyo3(signature = (paths, base = None))]
+fn roots(paths: Vec<PathBuf>, base: Option<PathBuf>) -> Vec<(OsString, OsString)> {
+    Root::given(&paths, base.as_deref())
+        .into_iter()
+        .map(|r| (r.path.into_os_string(), r.display))
+        .collect()
+}
+
+/// Whether `pattern` is a valid --exclude glob (ValueError if not).
+#[pyfunction]
+fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
+    Exclude::new(&patterns)
+        .map(|_| ())
+        .map_err(PyValueError::new_err)
+}
+
+/// Records folded into the Python-side aggregator by the reader threads.
+struct PyFold(Py<Aggregator>);
+
+impl Fold for PyFold {
+    fn fold(&self, records: Vec<(OsString, Record)>) {
+        self.0.get().add_all(records);
+    }
+}
+
+type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64);
+
+/// A run: walk `roots`, a list of (path, display prefix), read every file
+/// on `jobs` threads and fold the records into `aggregator`; batches of
+/// outcomes come out of `next_batch`. `concurrency`: header reads
+/// requested ahead of the parsers when the disk is slow; `exclude`:
+/// --exclude globs; `own`: (device, inode) of this run's outputs, never
+/// indexed. With `records`, the per-file records come out too (as dicts),
+/// and are folded once made.
 #[pyclass(frozen, module = "fastindex._native")]
-struct Walker {
-    inner: CoreWalker,
+struct Pipeline {
+    inner: Mutex<pipeline::Pipeline>,
+    stop: Stop,
+    schema: Py<Schema>,
+    aggregator: Py<Aggregator>,
+    records: bool,
 }
 
 #[pymethods]
-impl Walker {
-    /// Walk `roots`, a list of (path, display prefix), on a thread, with
-    /// up to `concurrency` header reads requested ahead of the parsers.
-    /// `exclude`: --exclude globs; `own`: (device, inode) of this run's
-    /// outputs, never indexed.
+impl Pipeline {
     #[new]
-    #[pyo3(signature = (roots, follow_symlinks = false, batch_size = 256, concurrency = 0, exclude = Vec::new(), own = Vec::new()))]
+    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
+        schema: Py<Schema>,
         roots: Vec<(PathBuf, PathBuf)>,
-        follow_symlinks: bool,
+        aggregator: Py<Aggregator>,
+        records: bool,
+        jobs: usize,
         batch_size: usize,
         concurrency: usize,
+        follow_symlinks: bool,
         exclude: Vec<String>,
         own: Vec<(u64, u64)>,
     ) -> PyResult<Self> {
@@ -118,135 +161,76 @@ impl Walker {
             exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
             own,
         };
-        Ok(Walker {
-            inner: CoreWalker::start(roots, follow_symlinks, batch_size, concurrency, filter),
+        let options = Options {
+            jobs,
+            batch_size,
+            concurrency,
+            records,
+        };
+        let fold: Arc<dyn Fold> = Arc::new(PyFold(aggregator.clone_ref(py)));
+        let inner = pipeline::Pipeline::start(
+            Box::new(Walk::new(roots, follow_symlinks, filter)),
+            Arc::new(Files),
+            schema.get().inner.clone(),
+            Some(fold),
+            &options,
+        );
+        Ok(Pipeline {
+            stop: inner.stopper(),
+            inner: Mutex::new(inner),
+            schema,
+            aggregator,
+            records,
         })
     }
-}
 
-/// Whether `pattern` is a valid --exclude glob (ValueError if not).
-#[pyfunction]
-fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
-    Exclude::new(&patterns)
-        .map(|_| ())
-        .map_err(PyValueError::new_err)
-}
-
-fn problem<'py>(
-    py: Python<'py>,
-    e: &Entry,
-    reason: &str,
-    message: &str,
-) -> PyResult<Bound<'py, PyTuple>> {
-    (e.path.as_os_str(), e.display.as_os_str(), reason, message).into_pyobject(py)
-}
-
-fn read_guarded(schema: &CoreSchema, path: &Path, out: &mut Collected) -> Result<Outcome, Error> {
-    // The reader is meant to be panic-free; should a bug prove otherwise,
-    // it costs one file an error, not the run.
-    match catch_unwind(AssertUnwindSafe(|| reader::read_path(schema, path, out))) {
-        Ok(r) => r,
-        Err(_) => Err(Error::Malformed(
-            "internal error in the reader (please report this file)".into(),
-        )),
-    }
-}
-
-thread_local! {
-    /// Each reading thread keeps its buffers from batch to batch.
-    static SCRATCH: std::cell::RefCell<Collected> = std::cell::RefCell::new(Collected::default());
-}
-
-type Failure = (Entry, &'static str, String);
-
-type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64);
-
-/// Take the walker's next batch, read every file of it and fold its
-/// records into `aggregator`: one call, one hand-off to a worker thread.
-/// Returns None when the walk is over, else (dicts, problems, indexed,
-/// warnings): the per-file records as dicts when `dicts` is true (else
-/// None), and (path, display, reason, message) for every entry that gave
-/// no record; reason "unsupported" or "malformed" asks for the pydicom
-/// fallback. Reason "warning" is an indexed file whose record has values
-/// written as null because they did not parse.
-#[pyfunction]
-#[pyo3(signature = (schema, walker, aggregator, dicts = false))]
-fn read_batch<'py>(
-    py: Python<'py>,
-    schema: Py<Schema>,
-    walker: &Bound<'py, Walker>,
-    aggregator: &Bound<'py, Aggregator>,
-    dicts: bool,
-) -> PyResult<Option<BatchResult<'py>>> {
-    let core = schema.get().inner.clone();
-    let agg = aggregator.get();
-    let walker = walker.get();
-    let Some((items, failures, indexed, warnings)) = py.detach(move || {
-        let entries = walker.inner.next_batch()?;
-        let mut items: Vec<(OsString, Record)> = Vec::with_capacity(entries.len());
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut warnings = 0u64;
-        SCRATCH.with(|scratch| {
-            let out = &mut *scratch.borrow_mut();
-            for e in entries {
-                let r = match &e.found {
-                    Found::File => read_guarded(&core, &e.path, out),
-                    Found::Skip(reason, msg) | Found::Fail(reason, msg) => {
-                        let (reason, msg) = (*reason, msg.clone());
-                        failures.push((e, reason, msg));
-                        continue;
-                    }
-                };
-                match r {
-                    Ok(Outcome::Indexed(rec)) => {
-                        if rec.warnings > 0 {
-                            // Indexed, and listed too: the user can see which file.
-                            warnings += rec.warnings as u64;
-                            let message = format!(
-                                "{} value(s) present but not parsable, written as null",
-                                rec.warnings
-                            );
-                            let listed = Entry {
-                                path: e.path.clone(),
-                                display: e.display.clone(),
-                                found: Found::File,
-                            };
-                            failures.push((listed, "warning", message));
-                        }
-                        items.push((e.display, rec));
-                    }
-                    Ok(Outcome::Skipped { reason, message }) => failures.push((e, reason, message)),
-                    Err(err) => {
-                        let reason = err.reason();
-                        failures.push((e, reason, err.to_string()));
-                    }
-                }
+    /// The next batch's outcome, or None when the run is over: (dicts,
+    /// problems, indexed, warnings), dicts the per-file records when asked
+    /// for (else None), problems (path, display, reason, message) for every
+    /// entry that gave no record; reason "unsupported" or "malformed" asks
+    /// for the pydicom fallback, "warning" is an indexed file whose record
+    /// has values written as null because they did not parse. Raises
+    /// RunFailed when a thread of the run failed.
+    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<BatchResult<'py>>> {
+        let Some(next) = py.detach(|| lock(&self.inner).next()) else {
+            return Ok(None);
+        };
+        let mut batch: Batch = next.map_err(|f| RunFailed::new_err(f.to_string()))?;
+        let problems = PyList::empty(py);
+        for p in &batch.problems {
+            let t: Bound<'py, PyTuple> = (
+                p.path.as_os_str(),
+                p.display.as_os_str(),
+                p.reason,
+                p.message.as_str(),
+            )
+                .into_pyobject(py)?;
+            problems.append(t)?;
+        }
+        let dicts = if self.records {
+            let schema = self.schema.get();
+            let list = PyList::empty(py);
+            for (path, rec) in &batch.records {
+                list.append(record_dict(py, schema, rec, path, None)?)?;
             }
-        });
-        let indexed = items.len();
-        if !dicts {
-            agg.add_all(std::mem::take(&mut items));
-        }
-        Some((items, failures, indexed, warnings))
-    }) else {
-        return Ok(None);
-    };
-    let problems = PyList::empty(py);
-    for (e, reason, message) in &failures {
-        problems.append(problem(py, e, reason, message)?)?;
+            let fold = PyFold(self.aggregator.clone_ref(py));
+            py.detach(|| batch.fold(&fold));
+            Some(list)
+        } else {
+            None
+        };
+        Ok(Some((dicts, problems, batch.indexed, batch.warnings)))
     }
-    let out = if dicts {
-        let schema = schema.get();
-        let list = PyList::empty(py);
-        for (path, rec) in &items {
-            list.append(record_dict(py, schema, rec, path, None)?)?;
-        }
-        py.detach(|| agg.add_all(items));
-        Some(list)
-    } else {
-        None
-    };
-    Ok(Some((out, problems, indexed, warnings)))
+
+    /// Stop the run and join its threads (also when it is over). Another
+    /// thread blocked in next_batch returns soon after.
+    fn close(&self, py: Python<'_>) {
+        self.stop.stop();
+        // A failure not yet seen is dropped: closing abandons the run.
+        py.detach(|| {
+            let _ = lock(&self.inner).close();
+        });
+    }
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -258,10 +242,11 @@ fn read_file<'py>(
     display: PathBuf,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let core = schema.get().inner.clone();
-    let r = py.detach(|| read_guarded(&core, &path, &mut Collected::default()));
+    let entry = Entry::file(path, display.into_os_string());
+    let r = py.detach(|| pipeline::read_guarded(&Files, &core, &entry, &mut Collected::default()));
     match r {
         Ok(Outcome::Indexed(rec)) => {
-            let d = record_dict(py, schema.get(), &rec, display.as_os_str(), None)?;
+            let d = record_dict(py, schema.get(), &rec, &entry.display, None)?;
             ("indexed", d, rec.warnings).into_pyobject(py)
         }
         Ok(Outcome::Skipped { reason, message }) => (reason, message, 0u32).into_pyobject(py),
@@ -269,34 +254,22 @@ fn read_file<'py>(
     }
 }
 
-fn value_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::Str(s) => PyString::new(py, s).into_any(),
-        Value::Num(n) => n.into_pyobject(py)?.into_any(),
-        Value::Nums(n) => n.into_pyobject(py)?.into_any(),
-        Value::Int(n) => n.into_pyobject(py)?.into_any(),
-        Value::Ints(n) => n.into_pyobject(py)?.into_any(),
-        Value::Strs(n) => n.into_pyobject(py)?.into_any(),
-        Value::Computed => py.None().into_bound(py),
+fn cell_py<'py>(py: Python<'py>, cell: Cell<'_>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match cell {
+        Cell::Null => py.None().into_bound(py),
+        Cell::Str(s) => PyString::new(py, s).into_any(),
+        Cell::Path(p) => p.into_pyobject(py)?.into_any(),
+        Cell::Int(n) => n.into_pyobject(py)?.into_any(),
+        Cell::Count(n) => n.into_pyobject(py)?.into_any(),
+        Cell::Num(n) => n.into_pyobject(py)?.into_any(),
+        Cell::Nums(n) => n.into_pyobject(py)?.into_any(),
+        Cell::Ints(n) => n.into_pyobject(py)?.into_any(),
+        Cell::Strs(n) => n.into_pyobject(py)?.into_any(),
     })
 }
 
-fn folder_of(path: &OsStr) -> &OsStr {
-    let b = path.as_bytes();
-    match b.iter().rposition(|&c| c == b'/') {
-        Some(0) => OsStr::new("/"),
-        Some(i) => OsStr::from_bytes(&b[..i]),
-        None => OsStr::new("."),
-    }
-}
-
-/// What only a subseries record has.
-struct Subseries<'a> {
-    instances: u64,
-    links: &'a Links,
-}
-
-/// A record as a dict: per-file when `sub` is None, else subseries.
+/// A record as a dict (see `output::columns`): per-file when `sub` is
+/// None, else subseries.
 fn record_dict<'py>(
     py: Python<'py>,
     schema: &Schema,
@@ -305,79 +278,38 @@ fn record_dict<'py>(
     sub: Option<Subseries<'_>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    for (i, f) in FIELDS.iter().enumerate() {
-        let skip = match f.scope {
-            Scope::Subseries => sub.is_none(),
-            Scope::Instance => sub.is_some(),
-            Scope::Both => false,
-        };
-        if skip {
-            continue;
-        }
-        let key = schema.names[i].bind(py);
-        match f.kind {
-            Kind::Count => d.set_item(key, sub.as_ref().map(|s| s.instances))?,
-            Kind::ReferenceSeries => d.set_item(key, sub.as_ref().map(|s| &s.links.series))?,
-            Kind::ReferenceModality => {
-                d.set_item(key, sub.as_ref().map(|s| &s.links.modalities))?
-            }
-            Kind::Path => d.set_item(key, path)?,
-            Kind::Folder => d.set_item(key, folder_of(path))?,
-            _ => d.set_item(key, value_py(py, &rec.values[i])?)?,
-        }
-    }
-    for (j, v) in rec.extras.iter().enumerate() {
-        d.set_item(schema.names[FIELDS.len() + j].bind(py), value_py(py, v)?)?;
+    for (i, cell) in output::columns(rec, path, sub) {
+        d.set_item(schema.names[i].bind(py), cell_py(py, cell)?)?;
     }
     Ok(d)
 }
 
-/// A per-file record made by the pydicom fallback, back into a Record.
+/// A per-file record made by the pydicom fallback, back into a Record,
+/// each column typed as `output::blank` says.
 fn record_from_dict(schema: &CoreSchema, d: &Bound<'_, PyDict>) -> PyResult<Record> {
-    let get = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> { d.get_item(name) };
-    let typed = |v: Option<Bound<'_, PyAny>>, like: &Value| -> PyResult<Value> {
-        let Some(v) = v.filter(|v| !v.is_none()) else {
-            return Ok(match like {
-                Value::Str(_) => Value::Str(String::new()),
-                Value::Num(_) => Value::Num(None),
-                Value::Nums(_) => Value::Nums(None),
-                Value::Int(_) => Value::Int(None),
-                Value::Ints(_) => Value::Ints(None),
-                Value::Strs(_) => Value::Strs(None),
-                Value::Computed => Value::Computed,
-            });
-        };
-        Ok(match like {
-            Value::Str(_) => Value::Str(v.extract()?),
-            Value::Num(_) => Value::Num(Some(v.extract()?)),
-            Value::Nums(_) => Value::Nums(Some(v.extract()?)),
-            Value::Int(_) => Value::Int(Some(v.extract()?)),
-            Value::Ints(_) => Value::Ints(Some(v.extract()?)),
-            Value::Strs(_) => Value::Strs(Some(v.extract()?)),
-            Value::Computed => Value::Computed,
-        })
-    };
     let mut values = Vec::with_capacity(FIELDS.len());
-    for f in FIELDS {
-        let like = match f.kind {
-            Kind::Number => Value::Num(None),
-            Kind::Numbers => Value::Nums(None),
-            Kind::Count
-            | Kind::Folder
-            | Kind::Path
-            | Kind::ReferenceSeries
-            | Kind::ReferenceModality => Value::Computed,
-            _ => Value::Str(String::new()),
-        };
-        values.push(if matches!(like, Value::Computed) {
-            like
-        } else {
-            typed(get(f.name)?, &like)?
-        });
-    }
     let mut extras = Vec::with_capacity(schema.extras.len());
-    for e in &schema.extras {
-        extras.push(typed(get(&e.name)?, &Value::extra_blank(&e.vr, e.multi))?);
+    for (i, name) in output::names(schema).enumerate() {
+        let value = match output::blank(schema, i) {
+            None => Value::Computed,
+            Some(blank) => match d.get_item(name)?.filter(|v| !v.is_none()) {
+                None => blank,
+                Some(v) => match blank {
+                    Value::Str(_) => Value::Str(v.extract()?),
+                    Value::Num(_) => Value::Num(Some(v.extract()?)),
+                    Value::Nums(_) => Value::Nums(Some(v.extract()?)),
+                    Value::Int(_) => Value::Int(Some(v.extract()?)),
+                    Value::Ints(_) => Value::Ints(Some(v.extract()?)),
+                    Value::Strs(_) => Value::Strs(Some(v.extract()?)),
+                    Value::Computed => Value::Computed,
+                },
+            },
+        };
+        if i < FIELDS.len() {
+            values.push(value);
+        } else {
+            extras.push(value);
+        }
     }
     Ok(Record {
         values,
@@ -617,11 +549,12 @@ fn field_table(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
-    m.add_class::<Walker>()?;
+    m.add_class::<Pipeline>()?;
     m.add_class::<Aggregator>()?;
-    m.add_function(wrap_pyfunction!(read_batch, m)?)?;
+    m.add("RunFailed", m.py().get_type::<RunFailed>())?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
+    m.add_function(wrap_pyfunction!(roots, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

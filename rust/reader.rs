@@ -9,26 +9,32 @@ use crate::error::Result;
 use crate::header;
 use crate::record::{self, Outcome};
 use crate::schema::Schema;
-use crate::source::{FileInput, Source};
+use crate::source::{FileInput, Input, Source};
 use crate::stream::Collected;
 
 /// Open for reading without blocking: the walker only hands over regular
 /// files, but one swapped for a FIFO since must not hang the worker
 /// (O_NONBLOCK changes nothing for regular files, and pread on a FIFO,
 /// socket or directory fails at once).
-fn open(path: &Path) -> Result<File> {
-    Ok(OpenOptions::new()
+pub fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)?)
+        .open(path)
 }
 
 pub fn read_path(schema: &Schema, path: &Path, out: &mut Collected) -> Result<Outcome> {
-    let file = open(path)?;
-    let mut src = Source::with_buffer(
-        Box::new(FileInput::new(file)),
-        std::mem::take(&mut out.buffer),
-    );
+    read_input(schema, Box::new(FileInput::new(open(path)?)), out)
+}
+
+/// The same from any input (a file, a ranged fetch: see `sources`), with
+/// `out`'s read buffer.
+pub fn read_input<'a>(
+    schema: &Schema,
+    input: Box<dyn Input + 'a>,
+    out: &mut Collected,
+) -> Result<Outcome> {
+    let mut src = Source::with_buffer(input, std::mem::take(&mut out.buffer));
     let info = header::read(&mut src, schema, out);
     out.buffer = src.into_buffer();
     record::build(schema, out, &info?)

@@ -4,6 +4,7 @@
 //! values. Reading the file in chunks keeps the common header in one `read`,
 //! and skipping by seeking means a 60 KB private block costs no read at all.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -27,6 +28,35 @@ pub trait Input {
     /// At the end of the data: did a skip go past it?
     fn overran(&mut self) -> io::Result<bool> {
         Ok(false)
+    }
+}
+
+/// What an input that holds only part of an object (a ranged fetch)
+/// answers when asked for bytes past it: the reader stops with the
+/// `Error::Io` that carries it, and the driver fetches the bytes up to
+/// this offset and reads again (`sources::read_entry`). Distinct from a
+/// file that ends (`Truncated`); a file never answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeedBytes(pub u64);
+
+impl NeedBytes {
+    /// The offset an I/O error asks bytes up to, if it is a `NeedBytes`.
+    pub fn of(e: &io::Error) -> Option<u64> {
+        e.get_ref()?.downcast_ref::<NeedBytes>().map(|n| n.0)
+    }
+}
+
+impl fmt::Display for NeedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "needs the bytes up to offset {}", self.0)
+    }
+}
+
+impl std::error::Error for NeedBytes {}
+
+impl From<NeedBytes> for io::Error {
+    fn from(n: NeedBytes) -> io::Error {
+        io::Error::other(n)
     }
 }
 

@@ -13,13 +13,13 @@ use crate::stream::{Collected, Encoding, MAX_DEPTH};
 const UNDEF: u32 = 0xFFFF_FFFF;
 
 /// A data set writer for one encoding.
-struct W {
+pub(crate) struct W {
     enc: Encoding,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl W {
-    fn new(enc: Encoding) -> W {
+    pub(crate) fn new(enc: Encoding) -> W {
         W {
             enc,
             buf: Vec::new(),
@@ -44,7 +44,7 @@ impl W {
         self.buf.extend_from_slice(&b);
     }
 
-    fn head(&mut self, tag: u32, vr: &[u8; 2], len: u32) -> &mut Self {
+    pub(crate) fn head(&mut self, tag: u32, vr: &[u8; 2], len: u32) -> &mut Self {
         self.u16((tag >> 16) as u16);
         self.u16(tag as u16);
         if self.enc.explicit {
@@ -61,7 +61,7 @@ impl W {
         self
     }
 
-    fn el(&mut self, tag: u32, vr: &[u8; 2], value: &str) -> &mut Self {
+    pub(crate) fn el(&mut self, tag: u32, vr: &[u8; 2], value: &str) -> &mut Self {
         let mut v = value.as_bytes().to_vec();
         if v.len() % 2 == 1 {
             v.push(if vr == b"UI" { 0 } else { b' ' });
@@ -85,17 +85,17 @@ impl W {
         self
     }
 
-    fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(bytes);
         self
     }
 }
 
-const fn t(g: u16, e: u16) -> u32 {
+pub(crate) const fn t(g: u16, e: u16) -> u32 {
     ((g as u32) << 16) | e as u32
 }
 
-fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
     let mut m = W::new(Encoding::EXPLICIT_LE);
     m.el(t(0x0002, 0x0002), b"UI", "1.2.840.10008.5.1.4.1.1.2");
     m.el(t(0x0002, 0x0010), b"UI", ts);
@@ -110,7 +110,7 @@ fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// A CT-ish data set with one wanted sequence of two items.
-fn ct(enc: Encoding) -> Vec<u8> {
+pub(crate) fn ct(enc: Encoding) -> Vec<u8> {
     let mut w = W::new(enc);
     w.el(t(0x0008, 0x0005), b"CS", "ISO_IR 100")
         .el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.2")
@@ -135,7 +135,7 @@ fn ct(enc: Encoding) -> Vec<u8> {
     w.buf
 }
 
-fn read(bytes: &[u8]) -> Result<Record, String> {
+pub(crate) fn read(bytes: &[u8]) -> Result<Record, String> {
     read_with(&Schema::new(Vec::new())?, bytes)
 }
 
@@ -421,7 +421,7 @@ fn errors_carry_their_reason() {
 // Hostile input (tests/hostile.py, fuzz/): damage in a deflated data set is
 // truncation or malformation, never an I/O error, and inflating is bounded.
 
-fn deflate(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn deflate(raw: &[u8]) -> Vec<u8> {
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(raw).unwrap();
     z.finish().unwrap()

@@ -18,4 +18,12 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, lambda n, _frame: early.append(n))
     from .cli import command
 
-    return command(argv, early)
+    try:
+        return command(argv, early)
+    finally:
+        # Done (outputs committed or not): a signal now only waits for the
+        # exit. Python hands the signals it handles back to the default
+        # action while it shuts down, which would end a finished run with
+        # -SIGTERM; ignored signals it leaves ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)

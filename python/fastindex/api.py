@@ -42,25 +42,54 @@ def iter_instances(
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
 ) -> Iterator[dict]:
-    """Per-file records, as they are read (completion order)."""
+    """Per-file records, as they are read (completion order). Closing the
+    iterator (or dropping it) before the end stops the run: its threads
+    and fallback processes end."""
     options = _options(jobs, relative_to, follow_symlinks, tags)
     paths = list(paths)
     roots(paths, relative_to)  # raise FileNotFoundError here, not in a thread
     done = object()
     q: queue.Queue = queue.Queue(maxsize=64)
     failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(records: list[dict]) -> None:
+        while not stop.is_set():
+            try:
+                q.put(records, timeout=0.05)
+                return
+            except queue.Full:
+                pass
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while not stop.is_set():
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await run(paths, options, on_records=put)
+            tg.cancel_scope.cancel()
 
     def produce() -> None:
         try:
-            anyio.run(lambda: run(paths, options, on_records=q.put))
+            anyio.run(main)
         except BaseException as e:  # handed to the consumer below
             failure.append(e)
         finally:
-            q.put(done)
+            put(done)  # type: ignore[arg-type]
 
-    threading.Thread(target=produce, name="fastindex", daemon=True).start()
-    while (item := q.get()) is not done:
-        yield from item
+    thread = threading.Thread(target=produce, name="fastindex", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            yield from item
+    finally:
+        # Closed early (or over): stop the run and wait for it to end.
+        stop.set()
+        thread.join()
     if failure:
         raise failure[0]
 

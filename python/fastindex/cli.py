@@ -2,9 +2,9 @@
 
 Exit codes: 0 done (files that gave no record are counted, and listed with
 --errors; also when the reader of stdout closed it early, as `| head`
-does); 1 fatal (a PATH missing, output not writable); 2 usage; 3 done,
-but --strict and some files were errors; 130 interrupted (SIGINT), 143
-terminated (SIGTERM).
+does); 1 fatal (a PATH missing, output not writable, a thread of the run
+failed); 2 usage; 3 done, but --strict and some files were errors; 130
+interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -96,15 +96,19 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
     return result
 
 
-def _os_error(e: BaseException) -> OSError | None:
-    """The OSError behind an error, also when a task group wrapped it."""
-    if isinstance(e, OSError):
+def _behind(e: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The error of `kind` behind an error, also when a task group wrapped it."""
+    if isinstance(e, kind):
         return e
     for inner in getattr(e, "exceptions", ()):
-        found = _os_error(inner)
+        found = _behind(inner, kind)
         if found is not None:
             return found
     return None
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    return _behind(e, OSError)  # type: ignore[return-value]
 
 
 def _silence_stdout() -> None:
@@ -241,6 +245,13 @@ def command(argv: list[str] | None, early: list[int]) -> int:
     except BaseException as caught:
         for o in outputs:
             o.abort()
+        from ._native import RunFailed
+
+        failed = _behind(caught, RunFailed)
+        if failed is not None:
+            # A thread of the run died: the index would miss files.
+            print(f"fastindex: {failed}; no output was committed", file=sys.stderr)
+            return _finish(args, summary, EXIT_FATAL)
         e = _os_error(caught)
         if e is None:
             raise

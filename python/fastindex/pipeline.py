@@ -1,10 +1,11 @@
-"""walk → read → record → aggregate, as an anyio task pool.
+"""walk → read → record → aggregate: the native pipeline, fed to anyio.
 
-A Rust thread walks (prefetching headers when the disk is cold); `jobs`
-tasks each have the Rust reader take the next batch of paths, parse it and
-fold its records into the Rust aggregator, in a worker thread with the GIL
-released; per-file records also go to the caller as they come (--level
-instance). What the fast path declines goes to pydicom.
+The run itself is Rust (`_native.Pipeline`, see rust/pipeline.rs): a
+thread walks (prefetching headers when the disk is cold), `jobs` threads
+read and fold the records into the Rust aggregator. One task here pulls
+its batches (with the GIL released while it waits), hands what the fast
+path declines to the pydicom fallback pool, passes per-file records to
+the caller (--level instance) and counts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 
 from . import _native
@@ -31,12 +33,12 @@ class Options:
     follow_symlinks: bool = False
     #: extra tags: (name, tag, vr, multi) as made by `tags.resolve`
     extras: Sequence[tuple[str, int, str, bool]] = ()
-    #: paths per native call
+    #: entries per batch (the unit the native run hands over)
     batch_size: int = 256
     #: header reads requested ahead of the parsers when the disk is slow
     #: (0: none); idle while files come from the page cache
     concurrency: int = 16
-    #: --exclude globs, matched below each PATH (see walk.rs)
+    #: --exclude globs, matched below each PATH (see rust/sources/walk.rs)
     exclude: Sequence[str] = ()
     #: (device, inode) of this run's own output files: never indexed
     own: Sequence[tuple[int, int]] = ()
@@ -44,15 +46,6 @@ class Options:
     fallback: Limits = field(default_factory=Limits)
     #: called with the running summary now and then (progress display)
     progress: Callable[[Summary], None] | None = field(default=None, repr=False)
-
-
-def display_path(path: str) -> str:
-    """A PATH as records write it: as given (relative stays relative,
-    absolute stays absolute, as find, fd and rg do), '/'-separated, without
-    `.` components or repeated and trailing slashes ("" for `.` itself)."""
-    parts = [c for c in path.split("/") if c not in ("", ".")]
-    joined = "/".join(parts)
-    return "/" + joined if path.startswith("/") else joined
 
 
 def check_path(path: str) -> None:
@@ -67,35 +60,25 @@ def check_path(path: str) -> None:
 
 
 def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
-    """(path, display prefix) per PATH, each file once: a PATH that is, or
-    lies inside, another PATH (after resolving links) is walked as part of
-    that one. Raises FileNotFoundError for a missing PATH or base,
-    NotADirectoryError for a base that is not a directory."""
+    """(path, display prefix) per PATH, each file once (see `Root::given`
+    in rust/sources/walk.rs): displayed as given ('/'-separated, without
+    `.` components or repeated and trailing slashes, "" for `.`), or
+    relative to `relative_to`; a PATH that is, or lies inside, another
+    PATH (after resolving links) is walked as part of that one. Raises
+    FileNotFoundError for a missing PATH or base, NotADirectoryError for a
+    base that is not a directory."""
     base = None
     if relative_to is not None:
         base = os.path.abspath(relative_to)
         if not os.path.isdir(base):
             error = NotADirectoryError if os.path.exists(base) else FileNotFoundError
             raise error(f"--relative-to {relative_to}: {'not a directory' if os.path.exists(base) else 'no such directory'}")
-    kept: list[tuple[str, str, str]] = []  # (path, display, resolved)
+    checked = []
     for p in paths:
         p = os.fsdecode(os.fspath(p))
         check_path(p)
-        if base is None:
-            display = display_path(p)
-        else:
-            display = os.path.relpath(os.path.abspath(p), base)
-            display = "" if display == "." else display
-        real = os.path.realpath(p)
-        if any(_within(real, r) for _, _, r in kept):
-            continue
-        kept = [k for k in kept if not _within(k[2], real)]
-        kept.append((p, display, real))
-    return [(p, d) for p, d, _ in kept]
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
+        checked.append(p)
+    return _native.roots(checked, base)
 
 
 async def run(
@@ -113,16 +96,7 @@ async def run(
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
-    walker = _native.Walker(
-        roots(paths, options.relative_to),
-        options.follow_symlinks,
-        options.batch_size,
-        options.concurrency,
-        list(options.exclude),
-        list(options.own),
-    )
     aggregator = _native.Aggregator(schema)
-    limiter = anyio.CapacityLimiter(jobs)
     summary = Summary()
 
     def keep(dicts: list[dict]) -> None:
@@ -153,11 +127,29 @@ async def run(
         if on_problem:
             on_problem(display, reason, message)
 
-    async def worker() -> None:
+    # Fallback reads waiting or running at most: past that, the pull waits
+    # (and so does the native run, once its queue is full).
+    pending = anyio.Semaphore(2 * max(1, options.fallback.processes))
+
+    async def fall_back_then_release(*problem: str) -> None:
+        try:
+            await fall_back(*problem)
+        finally:
+            pending.release()
+
+    failed: list[BaseException] = []
+
+    async def pull(native: "_native.Pipeline", fallbacks: anyio.abc.TaskGroup) -> None:
         while True:
-            result = await anyio.to_thread.run_sync(
-                _native.read_batch, schema, walker, aggregator, on_records is not None, limiter=limiter
-            )
+            try:
+                # Abandoned on cancel: close() below stops the run, and the
+                # thread returns as soon as the native side does.
+                result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
+            except _native.RunFailed as e:
+                # Raised as itself, not inside the task groups' wrapping.
+                failed.append(e)
+                fallbacks.cancel_scope.cancel()
+                return
             if result is None:
                 return
             dicts, problems, indexed, warnings = result
@@ -170,7 +162,8 @@ async def run(
                     if on_problem:
                         on_problem(display, reason, message)
                 elif reason in FALLBACK_REASONS:
-                    await fall_back(path, display, reason, message)
+                    await pending.acquire()
+                    fallbacks.start_soon(fall_back_then_release, path, display, reason, message)
                 else:
                     summary.reasons[reason] += 1
                     if on_problem:
@@ -182,17 +175,31 @@ async def run(
             summary.seconds = time.perf_counter() - started
             options.progress(summary)
 
+    native = _native.Pipeline(
+        schema,
+        roots(paths, options.relative_to),
+        aggregator,
+        records=on_records is not None,
+        jobs=jobs,
+        batch_size=options.batch_size,
+        concurrency=options.concurrency,
+        follow_symlinks=options.follow_symlinks,
+        exclude=list(options.exclude),
+        own=list(options.own),
+    )
     pool = Pool(options.fallback)
     try:
         async with anyio.create_task_group() as outer:
             if options.progress:
                 outer.start_soon(report)
-            async with anyio.create_task_group() as workers:
-                for _ in range(jobs):
-                    workers.start_soon(worker)
+            async with anyio.create_task_group() as fallbacks:
+                await pull(native, fallbacks)
             outer.cancel_scope.cancel()
     finally:
+        native.close()
         pool.close()
+    if failed:
+        raise failed[0]
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved
     summary.seconds = time.perf_counter() - started
