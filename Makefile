@@ -7,12 +7,12 @@ SAMPLE := .sample/archive
 ARCHIVE ?=
 OUT ?= index.ndjson
 
-.PHONY: run test dev rust-test py-test bench clean
+.PHONY: run test dev lint rust-test py-test bench clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'"
+	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'" "ruff>=0.6" "mypy>=1.11"
 	touch $@
 
 # Rebuild the extension whenever a Rust or Python source changed.
@@ -29,13 +29,22 @@ run: $(VENV)/.built $(if $(ARCHIVE),,$(SAMPLE))
 	$(VENV)/bin/fastindex $(if $(ARCHIVE),$(ARCHIVE),$(SAMPLE)) -o $(OUT) --errors $(OUT:.ndjson=.errors.ndjson)
 	@echo "wrote $(OUT) ($$(wc -l < $(OUT)) records)"
 
+# Quality gates: formatting, lints, types, and the extension's stub checked
+# against the built module.
+lint: $(VENV)/.built
+	cargo fmt --check
+	cargo clippy --quiet --features python --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest fastindex._native
+
 rust-test:
 	cargo test --quiet
 
 py-test: $(VENV)/.built
 	$(PY) -m pytest -q
 
-test: rust-test py-test
+test: lint rust-test py-test
 
 bench: $(VENV)/.built
 	$(PY) bench/run

@@ -36,9 +36,9 @@ import socket
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -199,15 +199,15 @@ class W:
         self.explicit, self.little = explicit, little
         self.buf = bytearray()
 
-    def u16(self, v: int) -> "W":
+    def u16(self, v: int) -> W:
         self.buf += struct.pack("<H" if self.little else ">H", v & 0xFFFF)
         return self
 
-    def u32(self, v: int) -> "W":
+    def u32(self, v: int) -> W:
         self.buf += struct.pack("<I" if self.little else ">I", v & 0xFFFFFFFF)
         return self
 
-    def head(self, tag: int, vr: bytes, length: int) -> "W":
+    def head(self, tag: int, vr: bytes, length: int) -> W:
         self.u16(tag >> 16).u16(tag & 0xFFFF)
         if self.explicit:
             self.buf += vr
@@ -219,7 +219,7 @@ class W:
             self.u32(length)
         return self
 
-    def el(self, tag: int, vr: bytes, value: bytes | str, *, pad: bool = True) -> "W":
+    def el(self, tag: int, vr: bytes, value: bytes | str, *, pad: bool = True) -> W:
         v = value.encode("latin-1") if isinstance(value, str) else value
         if pad and len(v) % 2:
             v += b"\0" if vr == b"UI" else b" "
@@ -227,16 +227,16 @@ class W:
         self.buf += v
         return self
 
-    def item(self, length: int = UNDEF) -> "W":
+    def item(self, length: int = UNDEF) -> W:
         return self.u16(0xFFFE).u16(0xE000).u32(length)
 
-    def item_end(self) -> "W":
+    def item_end(self) -> W:
         return self.u16(0xFFFE).u16(0xE00D).u32(0)
 
-    def seq_end(self) -> "W":
+    def seq_end(self) -> W:
         return self.u16(0xFFFE).u16(0xE0DD).u32(0)
 
-    def raw(self, b: bytes) -> "W":
+    def raw(self, b: bytes) -> W:
         self.buf += b
         return self
 

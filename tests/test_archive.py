@@ -18,25 +18,23 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.datadict import tag_for_keyword
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
 from archive import (
     CT_FRAME,
     CT_SERIES,
-    FIELDS,
     INSTANCE_FIELDS,
-    SUBSERIES_FIELDS,
     LOC_SOP,
     NOT_DICOM_REASONS,
     NUMBER_FIELDS,
     RP_SOP,
     RS_SOP,
     SKIP_REASONS,
+    SUBSERIES_FIELDS,
     Expected,
     make_archive,
 )
+from pydicom.datadict import tag_for_keyword
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 CLI_TIMEOUT = 300  # seconds; the archive is tiny, this only stops a hang
 

@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from pydicom.uid import ExplicitVRLittleEndian
-
 import fastindex
 import hostile
+import pytest
 from fastindex.write import _host
+from pydicom.uid import ExplicitVRLittleEndian
 
 CT = hostile._hand(lambda w: None)
 
@@ -214,7 +213,7 @@ def test_a_signal_at_any_moment_leaves_both_outputs_new_or_both_old(small):
     never a traceback, a crash, or a .part file left."""
     rng = random.Random(7433)
     outcomes = set()
-    for i in range(24):
+    for _ in range(24):
         (small / "out.ndjson").write_bytes(b"old out\n")
         (small / "err.ndjson").write_bytes(b"old err\n")
         signum = rng.choice([signal.SIGINT, signal.SIGTERM])

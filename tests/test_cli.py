@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from corpora import CHARSET_FILES, PYDICOM_FILES, VENDORED, copy_corpora, files_under
 from fastindex import INSTANCE_FIELDS, SUBSERIES_FIELDS
 

@@ -4,7 +4,6 @@ fails here and at collection, instead of passing on fewer files."""
 from __future__ import annotations
 
 import pytest
-
 from corpora import CHARSET_FILES, MINIMUM, PYDICOM_FILES, VENDORED, all_files, corpus, files_under
 
 

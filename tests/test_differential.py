@@ -6,14 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import fastindex
 import orjson
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
-
-import fastindex
 from corpora import CHARSET_FILES, PYDICOM_FILES, all_files
 from fastindex import NotIndexed
+from pydicom.uid import generate_uid
 
 FILES = all_files()
 

@@ -15,9 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import hostile
+import pytest
 
 CT = hostile._hand(lambda w: None)
 #: a file the fast path declines (an unknown VR) whose AcquisitionNumber

@@ -21,10 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import fastindex
 import hostile
+import pytest
 from fastindex import INSTANCE_FIELDS, NotIndexed
 
 SUMMARY = re.compile(r"fastindex: seen (\d+), indexed (\d+), skipped (\d+)(?: \([^)]*\))?, not DICOM (\d+), errors (\d+)")

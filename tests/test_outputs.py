@@ -10,7 +10,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from corpora import PYDICOM_FILES, VENDORED, copy_corpora
 
 TAGS = "Rows,PixelSpacing,InstanceNumber,KVP,ImageType"

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import fastindex
 from fastindex import SUBSERIES_FIELDS
 

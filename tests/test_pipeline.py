@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import hostile
+import pytest
 from fastindex import _native
 
 CT = hostile._hand(lambda w: None)

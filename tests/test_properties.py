@@ -11,15 +11,14 @@ import os
 import tempfile
 import warnings
 
+import fastindex
 import pydicom
+from fastindex import INSTANCE_FIELDS, NotIndexed
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-import fastindex
-from fastindex import INSTANCE_FIELDS, NotIndexed
 
 #: examples per property; FASTINDEX_EXAMPLES=5000 for a long run
 EXAMPLES = int(os.environ.get("FASTINDEX_EXAMPLES", "150"))

@@ -12,11 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
 import hostile
+import pytest
 from archive import make_archive
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

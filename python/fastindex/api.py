@@ -6,7 +6,8 @@ import os
 import queue
 import stat
 import threading
-from typing import Iterable, Iterator, Literal
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import anyio
 

@@ -252,16 +252,16 @@ def command(argv: list[str] | None, early: list[int]) -> int:
             # A thread of the run died: the index would miss files.
             print(f"fastindex: {failed}; no output was committed", file=sys.stderr)
             return _finish(args, summary, EXIT_FATAL)
-        e = _os_error(caught)
-        if e is None:
+        error = _os_error(caught)
+        if error is None:
             raise
-        if isinstance(e, BrokenPipeError):
+        if isinstance(error, BrokenPipeError):
             # The reader has what it wanted (`| head`): done, quietly, as
             # ripgrep does; output files are left as they were.
             _silence_stdout()
             return EXIT_OK
         _silence_stdout()
-        print(f"fastindex: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
+        print(f"fastindex: {error.filename or 'output'}: {error.strerror or error}", file=sys.stderr)
         return EXIT_FATAL
     if options.progress:
         sys.stderr.write("\r\x1b[K")

@@ -16,9 +16,9 @@ import re
 import stat
 import threading
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_partial, read_preamble
@@ -143,6 +143,7 @@ class _Reader:
             text = _text(self.value((tag,)))
             if not text:
                 return self._shape(None, multi)
+            values: list[Any] | None
             try:
                 values = [int(p.strip(" \0")) for p in text.split("\\")]
             except ValueError:
@@ -154,7 +155,7 @@ class _Reader:
             if value is None or value == b"" or value == "":
                 return self._shape(None, multi)
             items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
-            cast = float if vr in ("FD", "FL") else int
+            cast: type[float] | type[int] = float if vr in ("FD", "FL") else int
             values = [cast(v) for v in items]
             if cast is float and any(v != v or v in (float("inf"), float("-inf")) for v in values):
                 self.warnings += 1
@@ -234,7 +235,8 @@ def _open(path) -> io.FileIO:
 def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Dataset:
     stop = _stop_after(last_wanted)
     with _open(path) as raw:
-        fp = capped = _Capped(raw, READ_LIMIT)
+        capped = _Capped(raw, READ_LIMIT)
+        fp: Any = capped  # file-like enough for pydicom
         preamble = read_preamble(fp, True)
         if preamble is None:
             fp.seek(0)
@@ -252,9 +254,9 @@ def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Data
         inflated = inflater.decompress(fp.read(), READ_LIMIT)
         if capped.hit or (len(inflated) == READ_LIMIT and inflater.unconsumed_tail):
             raise _too_large()
-        ds = read_dataset_from(DicomBytesIO(inflated), False, True, stop_when=stop)
-        out = FileDataset(str(path), ds, preamble=preamble, file_meta=meta)
-        out.set_original_encoding(False, True, ds._character_set)
+        inner = read_dataset_from(DicomBytesIO(inflated), False, True, stop_when=stop)  # type: ignore[arg-type]
+        out = FileDataset(str(path), inner, preamble=preamble, file_meta=meta)
+        out.set_original_encoding(False, True, inner._character_set)
         return out
 
 
@@ -314,7 +316,7 @@ def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] =
     except OSError as e:
         if e.errno is not None:  # the system's: the file could not be read
             raise NotIndexed("unreadable", str(e)) from None
-        failure: Exception = e  # pydicom's, about the bytes
+        failure: Exception | None = e  # pydicom's, about the bytes
     except Exception as e:  # pydicom raises many kinds on damaged files
         failure = e
     else:

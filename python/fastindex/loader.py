@@ -35,7 +35,8 @@ polars here; pandas gets them as str with surrogate escapes
 from __future__ import annotations
 
 import os
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from .tags import resolve
 from .write import _PATHS, arrow_schema, columns, need_pyarrow, paths_as_bytes, paths_utf8
@@ -66,15 +67,15 @@ def load(path: str | os.PathLike, *, backend: Backend = "pandas", level: Level |
     need_pyarrow("fastindex.load")
     path = os.fspath(path)
     fmt = _format(path)
-    level, cols = _columns(path, _names(path, fmt), level)
-    table = {"parquet": _parquet, "ndjson": _ndjson, "csv": _csv}[fmt](path, level, cols)
+    found, cols = _columns(path, _names(path, fmt), level)
+    table = {"parquet": _parquet, "ndjson": _ndjson, "csv": _csv}[fmt](path, found, cols)
     if backend == "arrow":
         return table
     if backend == "polars":
         import polars as pl
 
         return pl.from_arrow(table)
-    return _pandas(table, _typed(cols, level, "pandas"))
+    return _pandas(table, _typed(cols, found, "pandas"))
 
 
 # --------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def _nullable(level: str, cols: list[tuple[str, str]]) -> list[bool]:
     return [t in ("float", "floats") or (i >= fixed and t != "str") for i, (_, t) in enumerate(cols)]
 
 
-def _typed(cols: list[tuple[str, str]], level: str, backend: str) -> object:
+def _typed(cols: list[tuple[str, str]], level: str, backend: str) -> Any:
     if backend == "arrow":
         return arrow_schema(cols)
     if backend == "polars":

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import anyio
 import anyio.abc
@@ -87,7 +87,7 @@ async def run(
     *,
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
-) -> tuple[Summary, "_native.Aggregator"]:
+) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
     per-file records are also passed to it as they are read.
@@ -139,7 +139,7 @@ async def run(
 
     failed: list[BaseException] = []
 
-    async def pull(native: "_native.Pipeline", fallbacks: anyio.abc.TaskGroup) -> None:
+    async def pull(native: _native.Pipeline, fallbacks: anyio.abc.TaskGroup) -> None:
         while True:
             try:
                 # Abandoned on cancel: close() below stops the run, and the
@@ -155,7 +155,7 @@ async def run(
             dicts, problems, indexed, warnings = result
             summary.indexed += indexed
             summary.warnings += warnings
-            if dicts is not None:
+            if dicts is not None and on_records is not None:
                 on_records(dicts)
             for path, display, reason, message in problems:
                 if reason == WARNING:  # indexed, and counted in `warnings` already
@@ -169,11 +169,11 @@ async def run(
                     if on_problem:
                         on_problem(display, reason, message)
 
-    async def report() -> None:
+    async def report(progress: Callable[[Summary], None]) -> None:
         while True:
             await anyio.sleep(0.25)
             summary.seconds = time.perf_counter() - started
-            options.progress(summary)
+            progress(summary)
 
     native = _native.Pipeline(
         schema,
@@ -191,7 +191,7 @@ async def run(
     try:
         async with anyio.create_task_group() as outer:
             if options.progress:
-                outer.start_soon(report)
+                outer.start_soon(report, options.progress)
             async with anyio.create_task_group() as fallbacks:
                 await pull(native, fallbacks)
             outer.cancel_scope.cancel()

@@ -4,7 +4,7 @@ VR pydicom's data dictionary gives them."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: VRs that are not scalar values: sequences, bulk binary, attribute tags
 _NOT_VALUES = {"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT", "SV", "UV"}
@@ -19,7 +19,7 @@ def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
         return []
     from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag, tag_for_keyword
 
-    out = []
+    out: list[tuple[str, int, str, bool]] = []
     for spec in specs:
         spec = spec.strip()
         m = _TAG.fullmatch(spec)
@@ -27,9 +27,10 @@ def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
             tag = int(m.group(1) + m.group(2), 16)
             name = keyword_for_tag(tag) or f"({m.group(1).upper()},{m.group(2).upper()})"
         else:
-            tag = tag_for_keyword(spec)
-            if tag is None:
+            found = tag_for_keyword(spec)
+            if found is None:
                 raise ValueError(f"{spec}: not a DICOM keyword or (gggg,eeee) tag")
+            tag = found
             name = spec
         try:
             vr, vm = dictionary_VR(tag), dictionary_VM(tag)

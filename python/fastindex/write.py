@@ -10,7 +10,8 @@ import re
 import stat
 import sys
 import time
-from typing import BinaryIO, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
 
 import orjson
 
@@ -53,12 +54,12 @@ def identity(path: str | None) -> tuple:
     descriptor or the resolved path."""
     fd = _descriptor(path)
     try:
-        st = os.fstat(fd) if fd is not None else os.stat(path)  # type: ignore[arg-type]
+        st = os.fstat(fd) if fd is not None else os.stat(str(path))
         if stat.S_ISREG(st.st_mode):
             return ("file", st.st_dev, st.st_ino)
     except OSError:
         pass
-    return ("fd", fd) if fd is not None else ("path", os.path.realpath(path))  # type: ignore[arg-type]
+    return ("fd", fd) if fd is not None else ("path", os.path.realpath(str(path)))
 
 
 class Output:
