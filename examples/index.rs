@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use fastindex::aggregate::Aggregator;
 use fastindex::output::{ndjson, Subseries};
-use fastindex::pipeline::{lock, Options, Pipeline, FALLBACK_REASONS};
+use fastindex::pipeline::{falls_back, lock, Options, Pipeline};
 use fastindex::schema::Schema;
 use fastindex::sources::walk::{Filter, Root, Walk};
 use fastindex::sources::Files;
@@ -59,7 +59,7 @@ fn run(paths: &[PathBuf]) -> Result<usize, String> {
     for batch in pipeline {
         let batch = batch.map_err(|f| f.to_string())?;
         for p in &batch.problems {
-            let fallback = FALLBACK_REASONS.contains(&p.reason);
+            let fallback = falls_back(p.reason);
             declined += usize::from(fallback);
             eprintln!(
                 "{}: {}{}: {}",

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::outcome;
+
 #[derive(Debug)]
 pub enum Error {
     /// The file could not be opened or read (permissions, I/O, not regular).
@@ -21,14 +23,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// The reason as written in `--errors` (see the README's list).
+    /// The reason as written in `--errors` (see `outcome`).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Io(_) => "unreadable",
-            Error::Truncated(_) => "truncated",
-            Error::Malformed(_) => "malformed",
-            Error::Declined(_) => "unsupported",
-            Error::NotDicom => "not_dicom",
+            Error::Io(_) => outcome::UNREADABLE.name,
+            Error::Truncated(_) => outcome::TRUNCATED.name,
+            Error::Malformed(_) => outcome::MALFORMED.name,
+            Error::Declined(_) => outcome::UNSUPPORTED.name,
+            Error::NotDicom => outcome::NOT_DICOM.name,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod decode;
 pub mod error;
 pub mod fields;
 pub mod header;
+pub mod outcome;
 pub mod output;
 pub mod pipeline;
 pub mod reader;

@@ -30,6 +30,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::aggregate::Aggregator;
 use crate::error::{Error, Result};
+use crate::outcome;
 use crate::record::{Outcome, Record};
 use crate::schema::Schema;
 use crate::sources::{read_entry, Ahead, Entry, Fetch, Found, Listing};
@@ -75,8 +76,10 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Reasons for which the pydicom fallback gets a try after the fast path.
-pub const FALLBACK_REASONS: [&str; 2] = ["unsupported", "malformed"];
+/// Whether the pydicom fallback gets a try after the fast path gave this.
+pub fn falls_back(reason: &str) -> bool {
+    outcome::named(reason).is_some_and(|r| r.falls_back)
+}
 
 /// The outcome of one batch of entries.
 #[derive(Debug, Default)]
@@ -443,7 +446,7 @@ fn read_one(
                 batch.problems.push(Problem {
                     path: e.path.clone(),
                     display: e.display.clone(),
-                    reason: "warning",
+                    reason: outcome::WARNING.name,
                     message: format!(
                         "{} value(s) present but not parsable, written as null",
                         rec.warnings

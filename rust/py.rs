@@ -556,6 +556,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add_function(wrap_pyfunction!(roots, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
+    let reasons = PyList::empty(m.py());
+    for r in crate::outcome::REASONS {
+        reasons.append((r.name, r.category.name(), r.falls_back, r.limit, r.meaning))?;
+    }
+    m.add("REASONS", reasons)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -5,11 +5,14 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "__version__"]
+__all__ = ["Schema", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
 FIELDS: list[tuple[str, str, list[list[int]], str]]
+
+#: (name, category, falls back to pydicom, a limit of the fallback, meaning)
+REASONS: list[tuple[str, str, bool, bool, str]]
 
 #: (name, tag, vr, multi): an extra tag as `tags.resolve` makes it
 _Extra = tuple[str, int, str, bool]

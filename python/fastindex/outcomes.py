@@ -5,33 +5,26 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-#: reason -> category; README documents each reason
-CATEGORY = {
-    "no_series_uid": "skipped",
-    "dicomdir": "skipped",
-    "not_regular": "skipped",
-    "symlink": "skipped",
-    "symlink_loop": "skipped",
-    "excluded": "skipped",
-    "not_dicom": "not DICOM",
-    "truncated": "errors",
-    "malformed": "errors",
-    "unreadable": "errors",
-    "unsupported": "errors",
-    "too_large": "errors",
-    "timeout": "errors",
-}
+from . import _native
+
+#: (name, category, falls back to pydicom, a limit of the fallback,
+#: meaning) of every reason: the one table is rust/outcome.rs; the
+#: README's table is tested against it
+REASONS: tuple[tuple[str, str, bool, bool, str], ...] = tuple(_native.REASONS)
+
+#: reason -> category ("skipped", "not DICOM", "errors", "warning")
+CATEGORY = {name: category for name, category, *_ in REASONS}
 
 #: not a reason a file gave no record: an indexed file with warnings (values
 #: that did not parse, pydicom's warnings), listed beside the problems
 WARNING = "warning"
 
 #: reasons for which pydicom gets a try after the fast path gave up
-FALLBACK_REASONS = frozenset({"unsupported", "malformed"})
+FALLBACK_REASONS = frozenset(name for name, _, falls_back, _, _ in REASONS if falls_back)
 
 #: reasons the fallback gives when a file hits one of its limits: these
 #: stand whatever the fast path said (see fallback_pool)
-LIMIT_REASONS = frozenset({"too_large", "timeout"})
+LIMIT_REASONS = frozenset(name for name, _, _, limit, _ in REASONS if limit)
 
 
 class NotIndexed(Exception):

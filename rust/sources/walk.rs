@@ -12,6 +12,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use walkdir::{DirEntry, DirEntryExt, WalkDir};
 
 use super::{Entry, Found};
+use crate::outcome;
 
 /// A root to walk and how its paths are displayed.
 pub struct Root {
@@ -138,7 +139,7 @@ impl Iterator for Walk {
                 if is_dir {
                     walk.skip_current_dir();
                 }
-                let found = Found::Skip("excluded", "excluded by --exclude".into());
+                let found = Found::Skip(outcome::EXCLUDED.name, "excluded by --exclude".into());
                 return Some(entry(root, e, found));
             }
             if let Some(entry) = classify(root, e, &self.filter) {
@@ -267,7 +268,7 @@ fn classify(root: &Root, e: DirEntry, filter: &Filter) -> Option<Entry> {
         match std::fs::metadata(e.path()) {
             Ok(m) => ft = m.file_type(),
             Err(_) => {
-                let found = Found::Fail("unreadable", "dangling symbolic link".into());
+                let found = Found::Fail(outcome::UNREADABLE.name, "dangling symbolic link".into());
                 return Some(entry(root, e, found));
             }
         }
@@ -282,12 +283,12 @@ fn classify(root: &Root, e: DirEntry, filter: &Filter) -> Option<Entry> {
         Found::File
     } else if ft.is_symlink() {
         Found::Skip(
-            "symlink",
+            outcome::SYMLINK.name,
             "symbolic link not followed (see --follow-symlinks)".into(),
         )
     } else {
         Found::Skip(
-            "not_regular",
+            outcome::NOT_REGULAR.name,
             "not a regular file (FIFO, socket or device)".into(),
         )
     };
@@ -312,16 +313,16 @@ fn failed(root: &Root, err: walkdir::Error) -> Entry {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.path.clone());
     let found = if err.loop_ancestor().is_some() {
-        Found::Skip("symlink_loop", err.to_string())
+        Found::Skip(outcome::SYMLINK_LOOP.name, err.to_string())
     } else if path
         .symlink_metadata()
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false)
         && !path.exists()
     {
-        Found::Fail("unreadable", "dangling symbolic link".into())
+        Found::Fail(outcome::UNREADABLE.name, "dangling symbolic link".into())
     } else {
-        Found::Fail("unreadable", err.to_string())
+        Found::Fail(outcome::UNREADABLE.name, err.to_string())
     };
     Entry {
         display: display_of(root, &path),
