@@ -6,7 +6,8 @@
 //! over a `source`, `record` turns the kept bytes into fields (`decode`),
 //! `aggregate` folds records into subseries. `fields` is the one table
 //! of fields; `schema` turns it into what the stream looks for. `py` is
-//! the thin Python boundary.
+//! the thin Python boundary. `testbytes` writes raw DICOM for the tests
+//! and benchmarks.
 
 pub mod aggregate;
 pub mod decode;
@@ -19,6 +20,7 @@ pub mod record;
 pub mod schema;
 pub mod source;
 pub mod stream;
+pub mod testbytes;
 pub mod walk;
 
 #[cfg(feature = "python")]

@@ -624,5 +624,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::testbytes::register(m)?;
     Ok(())
 }

@@ -630,3 +630,54 @@ fn extras_are_typed_as_their_blank_says() {
         assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
     }
 }
+
+#[test]
+fn scaffold_old_and_new_writer_agree() {
+    use crate::testbytes::{self, DataSetWriter};
+    for enc in [
+        Encoding::EXPLICIT_LE,
+        Encoding::IMPLICIT_LE,
+        Encoding::EXPLICIT_BE,
+    ] {
+        let mut old = W::new(enc);
+        let mut new = DataSetWriter::new(enc);
+        old.el(t(0x0008, 0x0016), b"UI", "1.2.3")
+            .el(t(0x0010, 0x0020), b"LO", "PAT\u{e9}1")
+            .head(t(0x0008, 0x1140), b"SQ", UNDEF)
+            .item(UNDEF)
+            .head(t(0x0009, 0x0010), b"OB", 7)
+            .head(t(0x0009, 0x0011), b"OW", 8)
+            .head(t(0x0009, 0x0012), b"UN", 9)
+            .head(t(0x0009, 0x0013), b"UT", 10)
+            .head(t(0x0008, 0x0018), b"UI", 0xF000_0000)
+            .delim(0xE00D)
+            .item(4)
+            .raw(&[1, 2, 3, 4])
+            .delim(0xE0DD);
+        old.u16(512);
+        old.u32(70_000);
+        new.el(t(0x0008, 0x0016), b"UI", "1.2.3")
+            .el(t(0x0010, 0x0020), b"LO", "PAT\u{e9}1")
+            .head(t(0x0008, 0x1140), b"SQ", UNDEF)
+            .item(UNDEF)
+            .head(t(0x0009, 0x0010), b"OB", 7)
+            .head(t(0x0009, 0x0011), b"OW", 8)
+            .head(t(0x0009, 0x0012), b"UN", 9)
+            .head(t(0x0009, 0x0013), b"UT", 10)
+            .head(t(0x0008, 0x0018), b"UI", 0xF000_0000)
+            .item_end()
+            .item(4)
+            .raw(&[1, 2, 3, 4])
+            .seq_end()
+            .u16(512)
+            .u32(70_000);
+        assert_eq!(old.buf, new.bytes(), "{enc:?}");
+        let body = ct(enc);
+        for ts in ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99"] {
+            assert_eq!(
+                part10(ts, &body),
+                testbytes::part10(ts, &body, "1.2.840.10008.5.1.4.1.1.2", None)
+            );
+        }
+    }
+}
