@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from multiprocessing import Pool
 
 import numpy as np
+from fastindex._native import DataSetWriter  # the tests' raw element writer
 from pydicom._private_dict import private_dictionaries
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -134,15 +135,13 @@ def pad(vr: str, text: str) -> bytes:
 
 
 def ex(tag: int, vr: str, value: bytes) -> bytes:
-    """One explicit-VR little-endian element (value already padded)."""
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode()
-    if vr in ("SQ", "OB", "UN", "UT", "OW"):
-        return head + struct.pack("<xxI", len(value)) + value
-    return head + struct.pack("<H", len(value)) + value
+    """One explicit-VR little-endian element (value already padded), by the
+    raw writer the tests share (rust/testbytes.rs)."""
+    return DataSetWriter().el(tag, vr, value, pad=False).buf
 
 
 def ex_item(body: bytes) -> bytes:
-    return struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+    return DataSetWriter().item(len(body)).raw(body).buf
 
 
 def raw_sq(tag: int, items: list[bytes]) -> RawDataElement:

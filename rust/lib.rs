@@ -10,6 +10,7 @@
 //! `aggregate` folds records into subseries; `output` writes records
 //! (`output::ndjson`). `fields` is the one table of fields; `schema` turns
 //! it into what the stream looks for. `py` is the thin Python boundary.
+//! `testbytes` writes raw DICOM for the tests and benchmarks.
 //!
 //! Without Python (see `examples/index.rs`):
 //!
@@ -47,6 +48,7 @@ pub mod schema;
 pub mod source;
 pub mod sources;
 pub mod stream;
+pub mod testbytes;
 
 #[cfg(feature = "python")]
 mod py;

@@ -490,7 +490,8 @@ mod tests {
     use crate::source::Input;
     use crate::sources::{files, Prefix};
     use crate::stream::Encoding;
-    use crate::tests::{ct, deflate, part10, read, t, W};
+    use crate::testbytes::DataSetWriter as W;
+    use crate::tests::{ct, deflate, part10, read, t};
 
     /// A header with a private block to skip between wanted values.
     fn spread() -> Vec<u8> {
@@ -503,7 +504,7 @@ mod tests {
         w.el(t(0x0010, 0x0020), b"LO", "PAT")
             .el(t(0x0020, 0x000D), b"UI", "1.2.3")
             .el(t(0x0020, 0x000E), b"UI", "1.2.3.4");
-        part10("1.2.840.10008.1.2.1", &w.buf)
+        part10("1.2.840.10008.1.2.1", w.bytes())
     }
 
     /// An object store in memory: each request serves a prefix of the

@@ -562,5 +562,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("REASONS", reasons)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::testbytes::register(m)?;
     Ok(())
 }

@@ -9,109 +9,20 @@ use crate::reader::read_bytes;
 use crate::record::{Outcome, Record, Value};
 use crate::schema::Schema;
 use crate::stream::{Collected, Encoding, MAX_DEPTH};
-
-const UNDEF: u32 = 0xFFFF_FFFF;
-
-/// A data set writer for one encoding.
-pub(crate) struct W {
-    enc: Encoding,
-    pub(crate) buf: Vec<u8>,
-}
-
-impl W {
-    pub(crate) fn new(enc: Encoding) -> W {
-        W {
-            enc,
-            buf: Vec::new(),
-        }
-    }
-
-    fn u16(&mut self, v: u16) {
-        let b = if self.enc.little {
-            v.to_le_bytes()
-        } else {
-            v.to_be_bytes()
-        };
-        self.buf.extend_from_slice(&b);
-    }
-
-    fn u32(&mut self, v: u32) {
-        let b = if self.enc.little {
-            v.to_le_bytes()
-        } else {
-            v.to_be_bytes()
-        };
-        self.buf.extend_from_slice(&b);
-    }
-
-    pub(crate) fn head(&mut self, tag: u32, vr: &[u8; 2], len: u32) -> &mut Self {
-        self.u16((tag >> 16) as u16);
-        self.u16(tag as u16);
-        if self.enc.explicit {
-            self.buf.extend_from_slice(vr);
-            if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
-                self.u16(0);
-                self.u32(len);
-            } else {
-                self.u16(len as u16);
-            }
-        } else {
-            self.u32(len);
-        }
-        self
-    }
-
-    pub(crate) fn el(&mut self, tag: u32, vr: &[u8; 2], value: &str) -> &mut Self {
-        let mut v = value.as_bytes().to_vec();
-        if v.len() % 2 == 1 {
-            v.push(if vr == b"UI" { 0 } else { b' ' });
-        }
-        self.head(tag, vr, v.len() as u32);
-        self.buf.extend_from_slice(&v);
-        self
-    }
-
-    fn item(&mut self, len: u32) -> &mut Self {
-        self.u16(0xFFFE);
-        self.u16(0xE000);
-        self.u32(len);
-        self
-    }
-
-    fn delim(&mut self, e: u16) -> &mut Self {
-        self.u16(0xFFFE);
-        self.u16(e);
-        self.u32(0);
-        self
-    }
-
-    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(bytes);
-        self
-    }
-}
+use crate::testbytes::{self, DataSetWriter, UNDEF};
 
 pub(crate) const fn t(g: u16, e: u16) -> u32 {
     ((g as u32) << 16) | e as u32
 }
 
+/// A Part 10 file of a CT image (no SOP instance in the meta group).
 pub(crate) fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
-    let mut m = W::new(Encoding::EXPLICIT_LE);
-    m.el(t(0x0002, 0x0002), b"UI", "1.2.840.10008.5.1.4.1.1.2");
-    m.el(t(0x0002, 0x0010), b"UI", ts);
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    let mut g = W::new(Encoding::EXPLICIT_LE);
-    g.head(t(0x0002, 0x0000), b"UL", 4).u32(m.buf.len() as u32);
-    out.extend_from_slice(&g.buf);
-    out.extend_from_slice(&m.buf);
-    out.extend_from_slice(body);
-    out
+    testbytes::part10(ts, body, "1.2.840.10008.5.1.4.1.1.2", None)
 }
 
 /// A CT-ish data set with one wanted sequence of two items.
 pub(crate) fn ct(enc: Encoding) -> Vec<u8> {
-    let mut w = W::new(enc);
+    let mut w = DataSetWriter::new(enc);
     w.el(t(0x0008, 0x0005), b"CS", "ISO_IR 100")
         .el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.2")
         .el(t(0x0008, 0x0018), b"UI", "1.2.3.4.5")
@@ -121,18 +32,18 @@ pub(crate) fn ct(enc: Encoding) -> Vec<u8> {
     w.head(t(0x0008, 0x1140), b"SQ", UNDEF).item(UNDEF);
     w.el(t(0x0008, 0x1150), b"UI", "1.2.840.10008.5.1.4.1.1.2")
         .el(t(0x0008, 0x1155), b"UI", "9.8.7");
-    w.delim(0xE00D)
+    w.item_end()
         .item(UNDEF)
         .el(t(0x0008, 0x1155), b"UI", "second.item")
-        .delim(0xE00D)
-        .delim(0xE0DD);
+        .item_end()
+        .seq_end();
     w.el(t(0x0010, 0x0020), b"LO", "PAT\u{e9}1")
         .el(t(0x0020, 0x000D), b"UI", "1.2.3")
         .el(t(0x0020, 0x000E), b"UI", "1.2.3.4")
         .el(t(0x0020, 0x0012), b"IS", "2")
         .el(t(0x0020, 0x0037), b"DS", "1\\0\\0\\0\\1\\0")
         .el(t(0x0020, 0x0052), b"UI", "1.2.3.9");
-    w.buf
+    w.into_bytes()
 }
 
 pub(crate) fn read(bytes: &[u8]) -> Result<Record, String> {
@@ -232,17 +143,17 @@ fn latin1_text_is_decoded() {
 #[test]
 fn stops_before_what_cannot_be_wanted() {
     let mut body = ct(Encoding::EXPLICIT_LE);
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     // Pixel data claiming far more bytes than there are, then garbage.
     w.head(t(0x7FE0, 0x0010), b"OW", 0x7FFF_FFF0)
         .raw(b"garbage that is never read");
-    body.extend_from_slice(&w.buf);
+    body.extend_from_slice(w.bytes());
     check_ct(&read(&body).unwrap(), "1.2.840.10008.1.2.1");
 }
 
 #[test]
 fn skips_unwanted_values_and_sequences() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     // An unwanted private sequence of undefined length holding encapsulated
     // data of undefined length, and a large OB value.
@@ -250,12 +161,12 @@ fn skips_unwanted_values_and_sequences() {
     w.head(t(0x0009, 0x0010), b"OB", UNDEF)
         .item(4)
         .raw(&[1, 2, 3, 4])
-        .delim(0xE0DD);
-    w.delim(0xE00D).delim(0xE0DD);
+        .seq_end();
+    w.item_end().seq_end();
     w.head(t(0x0019, 0x1010), b"OB", 40_000)
         .raw(&vec![0xAB; 40_000]);
     w.el(t(0x0020, 0x000E), b"UI", "5.6");
-    let r = read(&w.buf).unwrap();
+    let r = read(w.bytes()).unwrap();
     assert_eq!(field(&r, "series"), &s("5.6"));
     assert_eq!(field(&r, "instance_uid"), &s("1.2"));
 }
@@ -265,43 +176,43 @@ fn rtstruct_reference_chain_in_defined_length_items() {
     // (3006,0010)[0] > (3006,0012)[0] > (3006,0014)[0] > (0020,000E),
     // all with defined lengths, built inside out.
     let leaf = {
-        let mut w = W::new(Encoding::IMPLICIT_LE);
+        let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
         w.el(t(0x0020, 0x000E), b"UI", "ct.series");
-        w.buf
+        w.into_bytes()
     };
     let wrap = |tag: u32, inner: &[u8], before: &[u8]| {
         let mut item = before.to_vec();
-        let mut w = W::new(Encoding::IMPLICIT_LE);
+        let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
         w.head(tag, b"SQ", inner.len() as u32 + 8)
             .item(inner.len() as u32)
             .raw(inner);
-        item.extend_from_slice(&w.buf);
+        item.extend_from_slice(w.bytes());
         item
     };
     let series = wrap(t(0x3006, 0x0014), &leaf, &[]);
     let study = wrap(t(0x3006, 0x0012), &series, &[]);
-    let mut frame = W::new(Encoding::IMPLICIT_LE);
+    let mut frame = DataSetWriter::new(Encoding::IMPLICIT_LE);
     frame.el(t(0x0020, 0x0052), b"UI", "frame.uid");
-    let top = wrap(t(0x3006, 0x0010), &study, &frame.buf);
-    let mut w = W::new(Encoding::IMPLICIT_LE);
+    let top = wrap(t(0x3006, 0x0010), &study, frame.bytes());
+    let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
     w.el(t(0x0008, 0x0060), b"CS", "RTSTRUCT")
         .el(t(0x0020, 0x000E), b"UI", "rs.series")
         .raw(&top);
-    let r = read(&w.buf).unwrap();
+    let r = read(w.bytes()).unwrap();
     assert_eq!(field(&r, "reference_ct"), &s("ct.series"));
     assert_eq!(field(&r, "reference_frame"), &s("frame.uid"));
 }
 
 #[test]
 fn un_sequence_of_undefined_length_is_implicit_le() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0060), b"CS", "SEG");
     w.head(t(0x0008, 0x1115), b"UN", UNDEF).item(UNDEF);
-    let mut inner = W::new(Encoding::IMPLICIT_LE);
+    let mut inner = DataSetWriter::new(Encoding::IMPLICIT_LE);
     inner.el(t(0x0020, 0x000E), b"UI", "seg.ref");
-    w.raw(&inner.buf).delim(0xE00D).delim(0xE0DD);
+    w.raw(inner.bytes()).item_end().seq_end();
     w.el(t(0x0020, 0x000E), b"UI", "seg.series");
-    let r = read(&w.buf).unwrap();
+    let r = read(w.bytes()).unwrap();
     assert_eq!(field(&r, "reference_ct"), &s("seg.ref"));
 }
 
@@ -318,28 +229,28 @@ fn truncation_is_an_error_not_a_record() {
 
 #[test]
 fn huge_declared_lengths_are_not_trusted() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
     w.head(t(0x0008, 0x0018), b"UI", 0xFFFE).raw(b"1.2");
-    assert!(read(&w.buf).unwrap_err().starts_with("truncated"));
-    let mut w = W::new(Encoding::IMPLICIT_LE);
+    assert!(read(w.bytes()).unwrap_err().starts_with("truncated"));
+    let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
     w.head(t(0x0008, 0x0018), b"UI", 0xF000_0000).raw(b"1.2");
-    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
-    let mut w = W::new(Encoding::IMPLICIT_LE);
+    assert!(read(w.bytes()).unwrap_err().starts_with("malformed"));
+    let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
     w.head(t(0x0009, 0x0010), b"OB", 0xF000_0000).raw(b"1.2");
-    assert!(read(&w.buf).unwrap_err().starts_with("truncated"));
+    assert!(read(w.bytes()).unwrap_err().starts_with("truncated"));
 }
 
 #[test]
 fn nesting_is_bounded() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     for _ in 0..MAX_DEPTH + 5 {
         w.head(t(0x0009, 0x1010), b"SQ", UNDEF).item(UNDEF);
     }
-    let err = read(&w.buf).unwrap_err();
+    let err = read(w.bytes()).unwrap_err();
     assert!(
         err.starts_with("malformed") && err.contains("nested"),
         "{err}"
@@ -360,26 +271,26 @@ fn zeros_after_a_header_are_refused_quickly() {
 
 #[test]
 fn many_empty_items_end() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     w.head(t(0x0008, 0x1140), b"SQ", UNDEF);
     for _ in 0..10_000 {
         w.item(0);
     }
-    w.delim(0xE0DD).el(t(0x0020, 0x000E), b"UI", "3.4");
-    let r = read(&w.buf).unwrap();
+    w.seq_end().el(t(0x0020, 0x000E), b"UI", "3.4");
+    let r = read(w.bytes()).unwrap();
     assert_eq!(field(&r, "reference_ct"), &s(""));
     assert_eq!(field(&r, "series"), &s("3.4"));
 }
 
 #[test]
 fn bad_numbers_are_null_with_a_warning() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0060), b"CS", "MR")
         .el(t(0x0018, 0x0080), b"DS", "3000")
         .el(t(0x0018, 0x0081), b"DS", "abc")
         .el(t(0x0020, 0x000E), b"UI", "1");
-    let r = read(&w.buf).unwrap();
+    let r = read(w.bytes()).unwrap();
     assert_eq!(field(&r, "MR_repetition_time"), &Value::Num(Some(3000.0)));
     assert_eq!(field(&r, "MR_echo_time"), &Value::Num(None));
     assert_eq!(r.warnings, 1);
@@ -387,9 +298,9 @@ fn bad_numbers_are_null_with_a_warning() {
 
 #[test]
 fn objects_without_series_are_skipped_and_junk_is_not_dicom() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
-    assert_eq!(read(&w.buf).unwrap_err(), "no_series_uid");
+    assert_eq!(read(w.bytes()).unwrap_err(), "no_series_uid");
     assert!(read(b"hello, world\n")
         .unwrap_err()
         .starts_with("not_dicom"));
@@ -402,14 +313,14 @@ fn objects_without_series_are_skipped_and_junk_is_not_dicom() {
 
 #[test]
 fn iso_2022_text_is_declined() {
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0005), b"CS", "\\ISO 2022 IR 87").el(
         t(0x0008, 0x103E),
         b"LO",
         "\u{1b}$B;3ED\u{1b}(B",
     );
     w.el(t(0x0020, 0x000E), b"UI", "1");
-    assert!(read(&w.buf).unwrap_err().starts_with("unsupported"));
+    assert!(read(w.bytes()).unwrap_err().starts_with("unsupported"));
 }
 
 #[test]
@@ -456,18 +367,18 @@ fn inflating_is_bounded() {
     // An unwanted value larger than MAX_INFLATED, then the wanted tags: a
     // few hundred KB that would inflate without end.
     let big = crate::header::MAX_INFLATED as u32 + (1 << 20);
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2")
         .head(t(0x0009, 0x1010), b"OB", big);
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(&w.buf).unwrap();
+    z.write_all(w.bytes()).unwrap();
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..big >> 20 {
         z.write_all(&zeros).unwrap();
     }
-    let mut tail = W::new(Encoding::EXPLICIT_LE);
+    let mut tail = DataSetWriter::new(Encoding::EXPLICIT_LE);
     tail.el(t(0x0020, 0x000E), b"UI", "3.4");
-    z.write_all(&tail.buf).unwrap();
+    z.write_all(tail.bytes()).unwrap();
     let err = read(&part10("1.2.840.10008.1.2.1.99", &z.finish().unwrap())).unwrap_err();
     assert!(
         err.starts_with("malformed") && err.contains("inflates past"),
@@ -479,11 +390,11 @@ fn inflating_is_bounded() {
 fn meta_value_running_past_the_end_of_a_file_is_truncated() {
     // A meta element claiming ~4 GB, then nothing: read from a file (whose
     // skips are not checked until the end), not an empty data set.
-    let mut m = W::new(Encoding::EXPLICIT_LE);
+    let mut m = DataSetWriter::new(Encoding::EXPLICIT_LE);
     m.head(t(0x0002, 0x0001), b"OB", 0xFFFF_FFF0).raw(&[0, 1]);
     let mut bytes = vec![0u8; 128];
     bytes.extend_from_slice(b"DICM");
-    bytes.extend_from_slice(&m.buf);
+    bytes.extend_from_slice(m.bytes());
     let dir = std::env::temp_dir().join(format!("fastindex-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let schema = Schema::new(Vec::new()).unwrap();
@@ -541,38 +452,38 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
     // length whose second (unwanted) item claims more bytes than the file
     // has. In memory the skip fails: truncated. From a file the skip only
     // moved an offset, then the sequence's end check said malformed.
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
-    let mut first = W::new(Encoding::EXPLICIT_LE);
+    let mut first = DataSetWriter::new(Encoding::EXPLICIT_LE);
     first.el(t(0x0008, 0x1155), b"UI", "9.8.7");
     w.head(
         t(0x0008, 0x1140),
         b"SQ",
-        8 + first.buf.len() as u32 + 8 + 16,
+        8 + first.bytes().len() as u32 + 8 + 16,
     );
-    w.item(first.buf.len() as u32)
-        .raw(&first.buf)
+    w.item(first.bytes().len() as u32)
+        .raw(first.bytes())
         .item(0xFF40)
         .raw(&[0x41; 40]);
     for (name, bytes) in [
-        ("item", w.buf.clone()),
-        ("item_part10", part10("1.2.840.10008.1.2.1", &w.buf)),
+        ("item", w.bytes().to_vec()),
+        ("item_part10", part10("1.2.840.10008.1.2.1", w.bytes())),
     ] {
         let (from_file, from_memory) = read_both(name, &bytes);
         assert_eq!(from_file, "truncated", "{name}");
         assert_eq!(from_memory, "truncated", "{name}");
     }
     // An unwanted value past the end inside a wanted item of defined length.
-    let mut inner = W::new(Encoding::EXPLICIT_LE);
+    let mut inner = DataSetWriter::new(Encoding::EXPLICIT_LE);
     inner.head(t(0x0008, 0x1150), b"UI", 0xFFF0).raw(b"1.2");
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2").head(
         t(0x0008, 0x1140),
         b"SQ",
-        inner.buf.len() as u32 + 8,
+        inner.bytes().len() as u32 + 8,
     );
-    w.item(inner.buf.len() as u32).raw(&inner.buf);
-    let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", &w.buf));
+    w.item(inner.bytes().len() as u32).raw(inner.bytes());
+    let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", w.bytes()));
     assert_eq!(
         (from_file.as_str(), from_memory.as_str()),
         ("truncated", "truncated")
@@ -599,7 +510,7 @@ fn extras_are_typed_as_their_blank_says() {
         extra("PixelSpacing", t(0x0028, 0x0030), b"DS", true),
     ];
     let schema = Schema::new(extras.clone()).unwrap();
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0008), b"CS", "ORIGINAL\\PRIMARY ")
         .el(t(0x0010, 0x1001), b"PN", "Doe^J=\\Roe")
         .el(t(0x0018, 0x0060), b"DS", "120")
@@ -608,7 +519,7 @@ fn extras_are_typed_as_their_blank_says() {
         .el(t(0x0020, 0x4000), b"LT", "a\\b");
     w.head(t(0x0028, 0x0010), b"US", 2).u16(512);
     w.el(t(0x0028, 0x0030), b"DS", "0.5\\0.5");
-    let r = read_with(&schema, &w.buf).unwrap();
+    let r = read_with(&schema, w.bytes()).unwrap();
     let strs = |v: &[&str]| Value::Strs(Some(v.iter().map(|s| s.to_string()).collect()));
     assert_eq!(r.extras[0], strs(&["ORIGINAL", "PRIMARY"]));
     assert_eq!(r.extras[1], strs(&["Doe^J", "Roe"]));
@@ -622,10 +533,10 @@ fn extras_are_typed_as_their_blank_says() {
             e.name
         );
     }
-    let mut w = W::new(Encoding::EXPLICIT_LE);
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0060), b"CS", "CT")
         .el(t(0x0020, 0x000E), b"UI", "1.2");
-    let r = read_with(&schema, &w.buf).unwrap();
+    let r = read_with(&schema, w.bytes()).unwrap();
     for (v, e) in r.extras.iter().zip(&extras) {
         assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
     }

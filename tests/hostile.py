@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from fastindex import _native
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -59,8 +60,7 @@ MANY = 3000
 #: pydicom fallback reads some damaged files, and that is allowed)
 DAMAGE = frozenset({"truncated", "malformed", "not_dicom", "no_series_uid", "unsupported"})
 
-UNDEF = 0xFFFF_FFFF
-LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+UNDEF = _native.UNDEF
 
 
 # --------------------------------------------------------------------------
@@ -192,60 +192,15 @@ def _save(ds: Dataset, ts: str | None, *, part10: bool = True) -> bytes:
 # Hand-built bytes
 
 
-class W:
-    """A data set writer for one encoding, like the one in rust/tests.rs."""
-
-    def __init__(self, explicit: bool = True, little: bool = True):
-        self.explicit, self.little = explicit, little
-        self.buf = bytearray()
-
-    def u16(self, v: int) -> W:
-        self.buf += struct.pack("<H" if self.little else ">H", v & 0xFFFF)
-        return self
-
-    def u32(self, v: int) -> W:
-        self.buf += struct.pack("<I" if self.little else ">I", v & 0xFFFFFFFF)
-        return self
-
-    def head(self, tag: int, vr: bytes, length: int) -> W:
-        self.u16(tag >> 16).u16(tag & 0xFFFF)
-        if self.explicit:
-            self.buf += vr
-            if vr in LONG_VRS:
-                self.u16(0).u32(length)
-            else:
-                self.u16(length)
-        else:
-            self.u32(length)
-        return self
-
-    def el(self, tag: int, vr: bytes, value: bytes | str, *, pad: bool = True) -> W:
-        v = value.encode("latin-1") if isinstance(value, str) else value
-        if pad and len(v) % 2:
-            v += b"\0" if vr == b"UI" else b" "
-        self.head(tag, vr, len(v))
-        self.buf += v
-        return self
-
-    def item(self, length: int = UNDEF) -> W:
-        return self.u16(0xFFFE).u16(0xE000).u32(length)
-
-    def item_end(self) -> W:
-        return self.u16(0xFFFE).u16(0xE00D).u32(0)
-
-    def seq_end(self) -> W:
-        return self.u16(0xFFFE).u16(0xE0DD).u32(0)
-
-    def raw(self, b: bytes) -> W:
-        self.buf += b
-        return self
+#: the raw element writer shared with rust/tests.rs and bench/gen_corpus.py
+#: (rust/testbytes.rs): W(explicit=True, little=True), chained .el(tag, vr,
+#: value, pad=True), .head, .item, .item_end, .seq_end, .raw, .u16, .u32;
+#: .buf is the bytes so far. Long explicit headers follow the reader's rule.
+W = _native.DataSetWriter
 
 
 def part10(ts: str, body: bytes, sop_class: str = "1.2.840.10008.5.1.4.1.1.7") -> bytes:
-    m = W()
-    m.el(0x0002_0002, b"UI", sop_class).el(0x0002_0003, b"UI", "1.2.826.0.1.3680043.9.7433.2.99").el(0x0002_0010, b"UI", ts)
-    g = W().head(0x0002_0000, b"UL", 4).u32(len(m.buf))
-    return b"\0" * 128 + b"DICM" + bytes(g.buf) + bytes(m.buf) + body
+    return _native.part10(ts, body, sop_class, "1.2.826.0.1.3680043.9.7433.2.99")
 
 
 def _start(w: W) -> W:
@@ -301,7 +256,7 @@ def _meta_end(data: bytes) -> int:
     pos = 132
     while data[pos : pos + 2] == b"\x02\x00":
         vr = data[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
+        if _native.long_length(vr):
             pos += 12 + struct.unpack("<I", data[pos + 8 : pos + 12])[0]
         else:
             pos += 8 + struct.unpack("<H", data[pos + 6 : pos + 8])[0]
