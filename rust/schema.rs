@@ -79,6 +79,26 @@ pub struct Schema {
     pub extra_slots: Vec<usize>,
     /// The dictionary VR of each slot: what an implicit VR file means.
     pub slot_vr: Vec<[u8; 2]>,
+    /// The VRs an explicit VR file may give each slot's value (UN aside).
+    slot_allowed: Vec<[[u8; 2]; 2]>,
+    /// Slots below this hold the dictionary's fields; the rest, extra tags.
+    field_slot_count: usize,
+}
+
+/// No value of the dictionary's fields comes near this size (64
+/// characters of 4 bytes, a few values).
+const PLAUSIBLE_FIELD: u32 = 1024;
+
+/// The VRs a wanted value may be stored with: the one the dictionary gives
+/// its tag, and another pydicom decodes to the very same text. Any other
+/// VR (binary ones, a VR unknown to the standard) is declined: pydicom
+/// converts the bytes by the VR written, into numbers, tags or bytes.
+fn allowed(vr: [u8; 2]) -> [[u8; 2]; 2] {
+    match &vr {
+        // LO and SH: text in the character set, split on backslashes.
+        b"LO" | b"SH" => [*b"LO", *b"SH"],
+        _ => [vr, vr],
+    }
 }
 
 impl Schema {
@@ -98,6 +118,12 @@ impl Schema {
             .iter()
             .map(|f| f.sources.iter().map(|p| slot_of(p, f.kind.vr())).collect())
             .collect();
+        let field_slot_count = field_slots
+            .iter()
+            .flatten()
+            .chain([&charset_slot])
+            .max()
+            .map_or(0, |m| m + 1);
         let mut extra_slots = Vec::with_capacity(extras.len());
         for e in &extras {
             if e.tag >= PIXEL_DATA || e.tag >> 16 == 0x0002 || e.tag >> 16 == 0xFFFE {
@@ -112,7 +138,8 @@ impl Schema {
         for (slot, (p, _)) in paths.iter().enumerate() {
             root.insert(p, slot)?;
         }
-        let slot_vr = paths.iter().map(|p| p.1).collect();
+        let slot_vr: Vec<[u8; 2]> = paths.iter().map(|p| p.1).collect();
+        let slot_allowed = slot_vr.iter().map(|&vr| allowed(vr)).collect();
         Ok(Schema {
             root,
             slots: paths.len(),
@@ -121,6 +148,27 @@ impl Schema {
             extras,
             extra_slots,
             slot_vr,
+            slot_allowed,
+            field_slot_count,
         })
+    }
+
+    /// The largest length a slot's value plausibly has: a value cut by the
+    /// end of the file that claims more was given a damaged length.
+    pub fn plausible_len(&self, slot: usize) -> u32 {
+        if slot < self.field_slot_count {
+            PLAUSIBLE_FIELD
+        } else {
+            crate::stream::MAX_VALUE
+        }
+    }
+
+    /// May a slot's value be stored with this VR (as written, not UN)?
+    /// One table lookup, done only for wanted values.
+    #[inline]
+    pub fn allows(&self, slot: usize, vr: [u8; 2]) -> bool {
+        self.slot_allowed
+            .get(slot)
+            .is_some_and(|a| a[0] == vr || a[1] == vr)
     }
 }

@@ -320,7 +320,14 @@ fn truncation_is_an_error_not_a_record() {
 fn huge_declared_lengths_are_not_trusted() {
     let mut w = W::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    // A UID claiming 65534 bytes that runs past the end: no UID is that
+    // long, so the length is damaged (pydicom may read the rest), not cut.
     w.head(t(0x0008, 0x0018), b"UI", 0xFFFE).raw(b"1.2");
+    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
+    // A UID of a plausible length cut by the end of the file: truncated.
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    w.head(t(0x0008, 0x0018), b"UI", 64).raw(b"1.2");
     assert!(read(&w.buf).unwrap_err().starts_with("truncated"));
     let mut w = W::new(Encoding::IMPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
@@ -640,11 +647,12 @@ fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
 }
 
 #[test]
-fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
+fn lengths_past_their_container_are_malformed_in_file_and_memory() {
     // Found by fuzz/fuzz_targets/file.rs: a wanted sequence of defined
     // length whose second (unwanted) item claims more bytes than the file
-    // has. In memory the skip fails: truncated. From a file the skip only
-    // moved an offset, then the sequence's end check said malformed.
+    // has. From a file and in memory, the same answer: the item's length
+    // disagrees with its sequence's, which a cut file cannot do (a cut
+    // leaves the lengths it kept intact), so it is malformed, not cut.
     let mut w = W::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     let mut first = W::new(Encoding::EXPLICIT_LE);
@@ -663,8 +671,8 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
         ("item_part10", part10("1.2.840.10008.1.2.1", &w.buf)),
     ] {
         let (from_file, from_memory) = read_both(name, &bytes);
-        assert_eq!(from_file, "truncated", "{name}");
-        assert_eq!(from_memory, "truncated", "{name}");
+        assert_eq!(from_file, "malformed", "{name}");
+        assert_eq!(from_memory, "malformed", "{name}");
     }
     // An unwanted value past the end inside a wanted item of defined length.
     let mut inner = W::new(Encoding::EXPLICIT_LE);
@@ -677,6 +685,28 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
     );
     w.item(inner.buf.len() as u32).raw(&inner.buf);
     let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", &w.buf));
+    assert_eq!(
+        (from_file.as_str(), from_memory.as_str()),
+        ("malformed", "malformed")
+    );
+    // A sequence whose lengths agree, cut inside its second item: bytes
+    // that stop, truncated either way.
+    let mut second = W::new(Encoding::EXPLICIT_LE);
+    second.el(t(0x0008, 0x1155), b"UI", &"9".repeat(40));
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    w.head(
+        t(0x0008, 0x1140),
+        b"SQ",
+        8 + first.buf.len() as u32 + 8 + second.buf.len() as u32,
+    )
+    .item(first.buf.len() as u32)
+    .raw(&first.buf)
+    .item(second.buf.len() as u32)
+    .raw(&second.buf);
+    w.el(t(0x0020, 0x000E), b"UI", "1.2.3");
+    let cut = w.buf.len() - 30;
+    let (from_file, from_memory) = read_both("cut", &w.buf[..cut]);
     assert_eq!(
         (from_file.as_str(), from_memory.as_str()),
         ("truncated", "truncated")
@@ -733,4 +763,195 @@ fn extras_are_typed_as_their_blank_says() {
     for (v, e) in r.extras.iter().zip(&extras) {
         assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
     }
+}
+
+// What pydicom reads another way: the stream reads it pydicom's way, or
+// declines (tests/test_reading_rules.py checks the same against pydicom).
+
+/// Wanted top-level elements after which a test's own elements go.
+fn opening(w: &mut W) -> &mut W {
+    w.el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.7")
+        .el(t(0x0008, 0x0018), b"UI", "1.2.9")
+        .el(t(0x0008, 0x0060), b"CS", "OT")
+}
+
+fn closing(w: &mut W) -> &mut W {
+    w.el(t(0x0010, 0x0020), b"LO", "P")
+        .el(t(0x0020, 0x000D), b"UI", "1.2.3")
+        .el(t(0x0020, 0x000E), b"UI", "1.2.3.4")
+}
+
+#[test]
+fn un_sequence_items_written_in_explicit_vr() {
+    // Hologic: (0040,0260) UN, undefined length, its item in explicit VR.
+    // Read as implicit VR, `SH 02 00` is a length of 149,587: truncated.
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w));
+    w.head(t(0x0040, 0x0260), b"UN", UNDEF).item(UNDEF);
+    w.el(t(0x0008, 0x0100), b"SH", "T1")
+        .el(t(0x0008, 0x0102), b"SH", "99HOLOGIC");
+    w.delim(0xE00D).delim(0xE0DD);
+    w.el(t(0x0040, 0x0275), b"LO", "");
+    let r = read(&part10("1.2.840.10008.1.2.1", &w.buf)).unwrap();
+    assert_eq!(field(&r, "series"), &s("1.2.3.4"));
+}
+
+#[test]
+fn implicit_items_in_an_explicit_data_set() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    opening(&mut w);
+    w.head(t(0x0008, 0x1140), b"SQ", UNDEF).item(UNDEF);
+    let mut item = W::new(Encoding::IMPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    w.raw(&item.buf).delim(0xE00D).delim(0xE0DD);
+    closing(&mut w);
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("9.8.7"));
+}
+
+#[test]
+fn wanted_values_stored_with_another_vr_are_declined() {
+    for vr in [b"FL", b"SL", b"AT", b"OB", b"SQ", b"XY", b"PN"] {
+        let mut w = W::new(Encoding::EXPLICIT_LE);
+        opening(&mut w).el(t(0x0008, 0x103E), vr, "12345678");
+        closing(&mut w);
+        let err = read(&w.buf).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{vr:?}: {err}");
+    }
+    // LO and SH are the same text to pydicom; UN is the dictionary's VR.
+    for vr in [b"SH", b"UN"] {
+        let mut w = W::new(Encoding::EXPLICIT_LE);
+        opening(&mut w).el(t(0x0008, 0x103E), vr, "Axial ");
+        closing(&mut w);
+        assert_eq!(
+            field(&read(&w.buf).unwrap(), "series_description"),
+            &s("Axial")
+        );
+    }
+}
+
+#[test]
+fn a_wanted_item_is_read_to_its_end() {
+    // A tag past the wanted ones, then the wanted one: declined, not a
+    // blank reference_ct.
+    let mut item = W::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1160), b"IS", "1")
+        .el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", item.buf.len() as u32 + 8)
+        .item(item.buf.len() as u32)
+        .raw(&item.buf);
+    closing(&mut w);
+    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
+}
+
+#[test]
+fn every_item_of_a_wanted_sequence_is_read() {
+    // The second item's element runs past the item: pydicom would read on
+    // into the next bytes.
+    let mut first = W::new(Encoding::EXPLICIT_LE);
+    first.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let second = b"\x08\x00\x55\x11UI\x40\x001.2";
+    let len = 8 + first.buf.len() + 8 + second.len();
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", len as u32)
+        .item(first.buf.len() as u32)
+        .raw(&first.buf)
+        .item(second.len() as u32)
+        .raw(second);
+    closing(&mut w);
+    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
+}
+
+#[test]
+fn encapsulated_values_end_where_pydicom_ends_them() {
+    // An icon image's encapsulated pixel data inside an item: fragments up
+    // to a sequence delimiter, one fragment holding the delimiter's bytes.
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w))
+        .head(t(0x0088, 0x0200), b"SQ", UNDEF)
+        .item(UNDEF);
+    w.head(t(0x7FE0, 0x0010), b"OB", UNDEF)
+        .item(0)
+        .item(6)
+        .raw(b"\xFE\xFF\xDD\xE0\0\0")
+        .delim(0xE0DD);
+    w.delim(0xE00D).delim(0xE0DD);
+    let r = read(&w.buf).unwrap();
+    assert_eq!(field(&r, "series"), &s("1.2.3.4"));
+    // Cut after the delimiter's bytes in that fragment: pydicom's scan for
+    // the delimiter would resume there; declined rather than truncated.
+    let fragment_end = w.buf.len() - 24;
+    let err = read(&w.buf[..fragment_end - 1]).unwrap_err();
+    assert!(err.starts_with("unsupported"), "{err}");
+    // Cut before them: the bytes end without a delimiter, truncated.
+    let err = read(&w.buf[..fragment_end - 4]).unwrap_err();
+    assert!(err.starts_with("truncated"), "{err}");
+}
+
+#[test]
+fn values_python_reads_its_own_way_are_declined() {
+    for (tag, vr, value) in [
+        (t(0x0020, 0x0052), b"UI", "\t1.2"),
+        (t(0x0020, 0x0037), b"DS", "\t1\\0\\0\\0\\1\\0"),
+        (t(0x0020, 0x0012), b"IS", "12345678901234567890"),
+        (t(0x0020, 0x0012), b"IS", "1_0"),
+        (t(0x0020, 0x0012), b"IS", "1.5"),
+    ] {
+        let mut w = W::new(Encoding::EXPLICIT_LE);
+        closing(opening(&mut w)).el(tag, vr, value);
+        let err = read(&w.buf).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{value:?}: {err}");
+    }
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w)).el(t(0x0020, 0x0012), b"IS", " +007 ");
+    assert_eq!(field(&read(&w.buf).unwrap(), "subseries"), &s("+007"));
+}
+
+#[test]
+fn character_sets_pydicom_fails_on_are_declined() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0005), b"CS", "\0ISO_IR 100");
+    closing(opening(&mut w));
+    assert!(read(&w.buf).unwrap_err().starts_with("unsupported"));
+    // pydicom's spelling fixes: ISO-IR 100 is ISO_IR 100.
+    assert!(matches!(
+        crate::decode::codec_for(Some(b"ISO-IR 192")),
+        Ok(crate::decode::TextCodec::Utf8)
+    ));
+    // A leading space is not trimmed (pydicom asks Python's codecs).
+    assert!(crate::decode::codec_for(Some(b" ISO_IR 192")).is_err());
+}
+
+#[test]
+fn command_group_is_read_apart_in_implicit_vr() {
+    let mut c = W::new(Encoding::IMPLICIT_LE);
+    c.head(t(0x0000, 0x0000), b"UL", 4).u32(8);
+    c.el(t(0x0000, 0x0002), b"UI", "1.2");
+    let mut body = c.buf.clone();
+    body.extend_from_slice(&closing(opening(&mut W::new(Encoding::EXPLICIT_LE))).buf);
+    let r = read(&part10("1.2.840.10008.1.2.1", &body)).unwrap();
+    assert_eq!(field(&r, "modality"), &s("OT"));
+    assert_eq!(
+        read(&vec![0u8; 4096]).unwrap_err(),
+        "not_dicom: neither a DICOM Part 10 file nor a bare data set"
+    );
+}
+
+#[test]
+fn a_delimiter_across_the_end_of_its_sequence_is_malformed() {
+    // A sequence of defined length whose undefined-length item ends with a
+    // delimiter that straddles the sequence's end.
+    let mut item = W::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", 8 + item.buf.len() as u32 + 4)
+        .item(UNDEF)
+        .raw(&item.buf)
+        .delim(0xE00D);
+    closing(&mut w);
+    assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
 }
