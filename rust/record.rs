@@ -382,6 +382,7 @@ impl Strip {
 }
 
 pub const SERIES: usize = 3;
+const SOP_CLASS: usize = 24;
 
 /// Build the record of a file whose header was read into `out`.
 pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcome> {
@@ -397,19 +398,23 @@ pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcom
         values.push(ctx.field(f.kind, slots, info)?);
     }
     debug_assert_eq!(FIELDS[SERIES].name, "series");
+    // A DICOMDIR, named by the meta group or by SOPClassUID, is never an
+    // instance; any other object without a series is not one either.
+    // sop_class_uid is SOPClassUID, or the meta group's when that is empty.
+    debug_assert_eq!(FIELDS[SOP_CLASS].name, "sop_class_uid");
+    let dicomdir = info.media_sop_class == MEDIA_STORAGE_DIRECTORY
+        || values[SOP_CLASS].as_str() == MEDIA_STORAGE_DIRECTORY;
+    if dicomdir {
+        return Ok(Outcome::Skipped {
+            reason: "dicomdir",
+            message: "a DICOMDIR (media storage directory), not an instance".to_owned(),
+        });
+    }
     if values[SERIES].as_str().is_empty() {
-        let (reason, message) = if info.media_sop_class == MEDIA_STORAGE_DIRECTORY {
-            (
-                "dicomdir",
-                "a DICOMDIR (media storage directory), not an instance".to_owned(),
-            )
-        } else {
-            (
-                "no_series_uid",
-                "DICOM object without SeriesInstanceUID".to_owned(),
-            )
-        };
-        return Ok(Outcome::Skipped { reason, message });
+        return Ok(Outcome::Skipped {
+            reason: "no_series_uid",
+            message: "DICOM object without SeriesInstanceUID".to_owned(),
+        });
     }
     let mut extras = Vec::with_capacity(schema.extras.len());
     for (e, &slot) in schema.extras.iter().zip(&schema.extra_slots) {

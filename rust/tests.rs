@@ -955,3 +955,23 @@ fn a_delimiter_across_the_end_of_its_sequence_is_malformed() {
     closing(&mut w);
     assert!(read(&w.buf).unwrap_err().starts_with("malformed"));
 }
+
+#[test]
+fn dicomdir_named_by_sop_class_uid() {
+    let mut m = W::new(Encoding::EXPLICIT_LE);
+    m.el(t(0x0002, 0x0010), b"UI", "1.2.840.10008.1.2.1");
+    let mut g = W::new(Encoding::EXPLICIT_LE);
+    g.head(t(0x0002, 0x0000), b"UL", 4).u32(m.buf.len() as u32);
+    let mut data = vec![0u8; 128];
+    data.extend_from_slice(b"DICM");
+    data.extend_from_slice(&g.buf);
+    data.extend_from_slice(&m.buf);
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.head(t(0x0004, 0x1220), b"SQ", UNDEF).item(UNDEF);
+    let mut record = W::new(Encoding::IMPLICIT_LE);
+    record.el(t(0x0004, 0x1430), b"CS", "PATIENT");
+    w.raw(&record.buf).delim(0xE00D).delim(0xE0DD);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.1.3.10");
+    data.extend_from_slice(&w.buf);
+    assert_eq!(read(&data).unwrap_err(), "dicomdir");
+}

@@ -131,6 +131,35 @@ def test_implicit_items_in_an_explicit_file(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# 2. A DICOMDIR named by SOPClassUID
+
+
+def dicomdir(records_implicit: bool) -> bytes:
+    """A DICOMDIR whose meta group lacks MediaStorageSOPClassUID and whose
+    data set has SOPClassUID, records in implicit VR or not."""
+    w = W()
+    w.el(0x0004_1130, b"CS", "FILESET").head(0x0004_1200, b"UL", 4).u32(0)
+    w.head(0x0004_1220, b"SQ", UNDEF).item()
+    rec = W(explicit=not records_implicit)
+    rec.head(0x0004_1400, b"UL", 4).u32(0).el(0x0004_1430, b"CS", "PATIENT").el(0x0010_0020, b"LO", "PAT")
+    w.raw(bytes(rec.buf)).item_end().seq_end()
+    w.el(0x0008_0016, b"UI", DICOMDIR).el(0x0008_0018, b"UI", "1.2.826.0.1.3680043.9.7433.2.98")
+    return meta(ExplicitVRLittleEndian, None) + bytes(w.buf)
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit-records", "explicit-records"])
+def test_dicomdir_named_by_sop_class(tmp_path, implicit):
+    """Was malformed in the fast path (records in implicit VR) and
+    no_series_uid in pydicom's: a DICOMDIR is skipped as one."""
+    assert same_as_pydicom(write(tmp_path, dicomdir(implicit))) == "dicomdir"
+
+
+def test_dicomdir_named_by_meta_group(tmp_path):
+    data = meta(ExplicitVRLittleEndian, DICOMDIR) + bytes(W().el(0x0004_1130, b"CS", "FILESET").buf)
+    assert same_as_pydicom(write(tmp_path, data)) == "dicomdir"
+
+
+# --------------------------------------------------------------------------
 # 5. Classes found by the mutational differential run (tests/mutate.py)
 
 

@@ -281,9 +281,12 @@ def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dic
             out[f.name] = folder_of(display)
         else:
             out[f.name] = reader.field(f, ts)
+    # A DICOMDIR, named by the meta group or by SOPClassUID (sop_class_uid
+    # is SOPClassUID, or the meta group's when it is empty), is never an
+    # instance; any other object without a series is not one either.
+    if MEDIA_STORAGE_DIRECTORY in (_meta_text(ds, "MediaStorageSOPClassUID"), out["sop_class_uid"]):
+        raise NotIndexed("dicomdir", "a DICOMDIR (media storage directory), not an instance")
     if not out["series"]:
-        if _meta_text(ds, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
-            raise NotIndexed("dicomdir", "a DICOMDIR (media storage directory), not an instance")
         raise NotIndexed("no_series_uid", "DICOM object without SeriesInstanceUID")
     for name, tag, vr, multi in extras:
         out[name] = reader.extra(tag, vr, multi)
