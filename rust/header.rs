@@ -8,6 +8,7 @@ use flate2::read::DeflateDecoder;
 
 use crate::decode::{latin1, python_space_byte, text_value, trim};
 use crate::error::{Error, Result};
+use crate::fields::MEDIA_STORAGE_SOP_CLASS_UID;
 use crate::schema::Schema;
 use crate::source::{Source, StreamInput};
 use crate::stream::{known_vr, long_length, valid_vr, Collected, Encoding, Stream, MAX_VALUE};
@@ -91,7 +92,7 @@ fn read_header(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Re
         little: true,
         ..FileInfo::default()
     };
-    let syntax = read_meta(src, &mut info)?;
+    let syntax = read_meta(src, schema, out, &mut info)?;
     let bare = !part10 && syntax.is_none();
     if bare && !plausible_start(src)? {
         return Err(Error::NotDicom);
@@ -119,7 +120,12 @@ fn read_header(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Re
 
 /// The meta group: explicit VR little endian elements of group 0002. None
 /// when there is none.
-fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<Option<Syntax>> {
+fn read_meta(
+    src: &mut Source<'_>,
+    schema: &Schema,
+    out: &mut Collected,
+    info: &mut FileInfo,
+) -> Result<Option<Syntax>> {
     let mut syntax = None;
     let mut first = true;
     while let Some(b) = src.peek(6)? {
@@ -162,6 +168,11 @@ fn read_meta(src: &mut Source<'_>, info: &mut FileInfo) -> Result<Option<Syntax>
             syntax = Some(Syntax::of(value));
         } else {
             info.media_sop_class = trim(&latin1(value)).to_owned();
+            for &(tag, slot) in &schema.meta_slots {
+                if tag == MEDIA_STORAGE_SOP_CLASS_UID {
+                    out.put(slot, *b"UI", value);
+                }
+            }
             syntax.get_or_insert(Syntax::Absent);
         }
     }

@@ -81,6 +81,8 @@ pub struct Schema {
     pub slot_vr: Vec<[u8; 2]>,
     /// The VRs an explicit VR file may give each slot's value (UN aside).
     slot_allowed: Vec<[[u8; 2]; 2]>,
+    /// Slots filled from the meta group (0002,eeee), by tag.
+    pub meta_slots: Vec<(Tag, usize)>,
     /// Slots below this hold the dictionary's fields; the rest, extra tags.
     field_slot_count: usize,
 }
@@ -135,8 +137,13 @@ impl Schema {
             extra_slots.push(slot_of(&[e.tag], e.vr));
         }
         let mut root = Node::default();
+        let mut meta_slots = Vec::new();
         for (slot, (p, _)) in paths.iter().enumerate() {
-            root.insert(p, slot)?;
+            // The meta group is read before the data set, apart from it.
+            match p.as_slice() {
+                [t] if t >> 16 == 0x0002 => meta_slots.push((*t, slot)),
+                _ => root.insert(p, slot)?,
+            }
         }
         let slot_vr: Vec<[u8; 2]> = paths.iter().map(|p| p.1).collect();
         let slot_allowed = slot_vr.iter().map(|&vr| allowed(vr)).collect();
@@ -149,6 +156,7 @@ impl Schema {
             extra_slots,
             slot_vr,
             slot_allowed,
+            meta_slots,
             field_slot_count,
         })
     }

@@ -892,6 +892,21 @@ fn encapsulated_values_end_where_pydicom_ends_them() {
 }
 
 #[test]
+fn sop_class_from_the_meta_group() {
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2.9");
+    closing(&mut w);
+    let r = read(&part10("1.2.840.10008.1.2.1", &w.buf)).unwrap();
+    assert_eq!(field(&r, "sop_class_uid"), &s("1.2.840.10008.5.1.4.1.1.2"));
+    let r = read(&part10(
+        "1.2.840.10008.1.2.1",
+        &closing(opening(&mut W::new(Encoding::EXPLICIT_LE))).buf,
+    ))
+    .unwrap();
+    assert_eq!(field(&r, "sop_class_uid"), &s("1.2.840.10008.5.1.4.1.1.7"));
+}
+
+#[test]
 fn values_python_reads_its_own_way_are_declined() {
     for (tag, vr, value) in [
         (t(0x0020, 0x0052), b"UI", "\t1.2"),

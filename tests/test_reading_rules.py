@@ -160,6 +160,23 @@ def test_dicomdir_named_by_meta_group(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# 4. sop_class_uid from the meta group
+
+
+def test_sop_class_from_meta_group_when_data_set_has_none(tmp_path):
+    w = W().el(0x0008_0018, b"UI", "1.2.9").el(0x0008_0060, b"CS", "CT")
+    _end(w)
+    rec = same_as_pydicom(write(tmp_path, part10(ExplicitVRLittleEndian, bytes(w.buf), sop_class=CT)))
+    assert rec["sop_class_uid"] == CT
+
+
+def test_data_set_sop_class_wins_over_meta_group(tmp_path):
+    w = _end(_start(W()))
+    rec = same_as_pydicom(write(tmp_path, part10(ExplicitVRLittleEndian, bytes(w.buf), sop_class=CT)))
+    assert rec["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.7"
+
+
+# --------------------------------------------------------------------------
 # 5. Classes found by the mutational differential run (tests/mutate.py)
 
 

@@ -95,6 +95,10 @@ class _Reader:
 
     def element(self, path: tuple[int, ...]):
         ds = self.ds
+        if path[0] >> 16 == 0x0002:  # a meta group element, not the data set's
+            ds = getattr(ds, "file_meta", None)
+            if ds is None:
+                return None
         for tag in path[:-1]:
             seq = ds.get(tag)
             if seq is None or seq.VR != "SQ" or not seq.value:
@@ -294,8 +298,9 @@ def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dic
 
 
 #: top-level tags that make a bare data set (no preamble, no meta) DICOM
-#: to the fast path too: the first tag of every source, and the charset
-_WANTED = frozenset({p[0] for f in FIELDS for p in f.sources} | {0x00080005})
+#: to the fast path too: the first tag of every source in the data set (not
+#: the meta group's), and the charset
+_WANTED = frozenset({p[0] for f in FIELDS for p in f.sources if p[0] >> 16 != 0x0002} | {0x00080005})
 
 NOT_DICOM = "neither a DICOM Part 10 file nor a bare data set"
 
