@@ -92,7 +92,7 @@ fn read_header(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Re
         little: true,
         ..FileInfo::default()
     };
-    let syntax = read_meta(src, schema, out, &mut info)?;
+    let syntax = read_meta(src, schema, out, &mut info, part10)?;
     let bare = !part10 && syntax.is_none();
     if bare && !plausible_start(src)? {
         return Err(Error::NotDicom);
@@ -119,12 +119,15 @@ fn read_header(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Re
 }
 
 /// The meta group: explicit VR little endian elements of group 0002. None
-/// when there is none.
+/// when there is none. Without a preamble, a first element in group 0002
+/// that is not in explicit VR is no meta group, and no data set either:
+/// not DICOM (raw RLE streams start `02 00 00 00`: two segments).
 fn read_meta(
     src: &mut Source<'_>,
     schema: &Schema,
     out: &mut Collected,
     info: &mut FileInfo,
+    part10: bool,
 ) -> Result<Option<Syntax>> {
     let mut syntax = None;
     let mut first = true;
@@ -134,6 +137,9 @@ fn read_meta(
         }
         let vr = [b[4], b[5]];
         if !valid_vr(vr) {
+            if first && !part10 {
+                return Err(Error::NotDicom);
+            }
             return Err(Error::Malformed("the meta group is not explicit VR".into()));
         }
         let h: [u8; 8] = src.take_array()?;

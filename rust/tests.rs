@@ -972,6 +972,22 @@ fn a_delimiter_across_the_end_of_its_sequence_is_malformed() {
 }
 
 #[test]
+fn raw_rle_stream_is_not_dicom() {
+    // An RLE frame starts with its segment count: group 0002 at byte 0,
+    // but no VR after the tag.
+    let mut rle = vec![2, 0, 0, 0, 0x40, 0, 0, 0, 0x9C, 7, 0, 0];
+    rle.resize(64, 0);
+    rle.extend((0..2000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8));
+    assert!(read(&rle).unwrap_err().starts_with("not_dicom"));
+    // A meta group in explicit VR without a preamble is still DICOM.
+    let data = part10(
+        "1.2.840.10008.1.2.1",
+        &closing(opening(&mut W::new(Encoding::EXPLICIT_LE))).buf,
+    );
+    assert!(read(&data[132..]).is_ok());
+}
+
+#[test]
 fn dicomdir_named_by_sop_class_uid() {
     let mut m = W::new(Encoding::EXPLICIT_LE);
     m.el(t(0x0002, 0x0010), b"UI", "1.2.840.10008.1.2.1");

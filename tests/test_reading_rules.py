@@ -160,6 +160,41 @@ def test_dicomdir_named_by_meta_group(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# 3. Not DICOM is not an error
+
+
+def test_raw_rle_stream_is_not_dicom(tmp_path):
+    """An RLE frame starts with its segment count: `02 00 00 00`, group
+    0002 to a reader looking for a meta group (it was malformed)."""
+    ds = pydicom.dcmread(pydicom.data.get_testdata_file("MR_small_RLE.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert frame[:4] == b"\x02\x00\x00\x00"
+    assert same_as_pydicom(write(tmp_path, frame)) == "not_dicom"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\x02\x00\x00\x00\x40\x00\x00\x00", b"\x02\x00\x10\x00\x00\x00\x00\x00", b"\x02\x00"],
+    ids=["rle", "implicit-group-2", "short"],
+)
+def test_group_two_without_explicit_vr_or_preamble_is_not_dicom(tmp_path, head):
+    data = head + bytes(range(256)) * 8
+    assert same_as_pydicom(write(tmp_path, data)) == "not_dicom"
+
+
+def test_bare_meta_group_in_explicit_vr_is_still_dicom(tmp_path):
+    """No preamble, but a meta group in explicit VR: read as before."""
+    data = part10(ExplicitVRLittleEndian, bytes(_end(_start(W())).buf))[128 + 4 :]
+    assert same_as_pydicom(write(tmp_path, data))["series"] == "1.2.826.0.1.3680043.9.7433.4.9"
+
+
+def test_data_set_without_meta_starting_past_group_0010_is_not_dicom(tmp_path):
+    """The fast path's plausible start (README): the pydicom path agrees."""
+    data = bytes(W(explicit=False).el(0x0020_0052, b"UI", "1.2.3").buf) + b"plain text follows " * 10
+    assert same_as_pydicom(write(tmp_path, data)) == "not_dicom"
+
+
+# --------------------------------------------------------------------------
 # 4. sop_class_uid from the meta group
 
 

@@ -305,10 +305,31 @@ _WANTED = frozenset({p[0] for f in FIELDS for p in f.sources if p[0] >> 16 != 0x
 NOT_DICOM = "neither a DICOM Part 10 file nor a bare data set"
 
 
+def _capitals(b: bytes) -> bool:
+    return len(b) == 2 and all(0x41 <= c <= 0x5A for c in b)
+
+
 def _part10(path) -> bool:
+    """Does the file start as DICOM Part 10 (a preamble, or a meta group in
+    explicit VR)? Raises not_dicom, as the fast path decides, for a file
+    with neither that does not start as a data set either: a first group
+    in 0000-0010 (even), and no first element in group 0002 that is not in
+    explicit VR (a raw RLE stream starts `02 00 00 00`)."""
     with _open(path) as f:
         head = f.read(132)
-    return head[128:132] == b"DICM" or head[:2] == b"\x02\x00"
+    if head[128:132] == b"DICM":
+        return True
+    if head[:2] == b"\x02\x00" and len(head) >= 6:
+        if _capitals(head[4:6]):
+            return True
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    if len(head) < 8:
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    le, be = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    small = lambda g: g <= 0x0010 and g % 2 == 0  # noqa: E731
+    if not (small(le) or (small(be) and _capitals(head[4:6]))):
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    return False
 
 
 def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
