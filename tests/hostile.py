@@ -426,7 +426,8 @@ def damaged_files(good: dict[bytes, bytes], rng: random.Random) -> dict[bytes, t
     # pydicom reads every item of a sequence of undefined length, so the
     # fast path walks this one too: zeros repeating (0000,0000) are damage
     # found before the end (malformed), or the item is cut (truncated).
-    add(b"lengths/unwanted_item_4gb", _hand(lambda w: w.head(0x0009_1010, b"SQ", UNDEF).item(0xFFFF_FFF0).raw(b"\0" * 32)), frozenset({"truncated", "malformed"}))
+    unwanted_item = _hand(lambda w: w.head(0x0009_1010, b"SQ", UNDEF).item(0xFFFF_FFF0).raw(b"\0" * 32))
+    add(b"lengths/unwanted_item_4gb", unwanted_item, frozenset({"truncated", "malformed"}))
     meta_huge = bytearray(part10(ExplicitVRLittleEndian, bytes(_end(_start(W())).buf)))
     meta_huge[144:144] = bytes(W().head(0x0002_0001, b"OB", 0xFFFF_FFF0).raw(b"\0\1").buf)
     add(b"lengths/meta_4gb", bytes(meta_huge), frozenset({"truncated", "malformed"}))
