@@ -289,7 +289,8 @@ pub fn parse_ds_values(text: &str) -> Numbers {
     }
     let mut out = Vec::new();
     for part in text.split('\\') {
-        let part = trim(part);
+        // The pydicom path strips NULs from both ends of a number.
+        let part = part.trim_matches([' ', '\0']);
         if python_strips(part) {
             return Numbers::Foreign;
         }

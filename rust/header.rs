@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::fields::MEDIA_STORAGE_SOP_CLASS_UID;
 use crate::schema::Schema;
 use crate::source::{Source, StreamInput};
-use crate::stream::{known_vr, long_length, valid_vr, Collected, Encoding, Stream, MAX_VALUE};
+use crate::stream::{
+    converts, known_vr, long_length, valid_vr, Collected, Encoding, Stream, MAX_VALUE,
+};
 
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -97,6 +99,13 @@ fn read_header(src: &mut Source<'_>, schema: &Schema, out: &mut Collected) -> Re
     if bare && !plausible_start(src)? {
         return Err(Error::NotDicom);
     }
+    // pydicom ends the meta group at an item delimiter, taking it along,
+    // and reads what follows as the data set, group 0002 or not.
+    if matches!(src.peek(4)?, Some([0xFE, 0xFF, 0x0D, 0xE0])) {
+        return Err(Error::Declined(
+            "an item delimiter after the meta group".into(),
+        ));
+    }
     let mut result = read_dataset(
         src,
         schema,
@@ -156,7 +165,9 @@ fn read_meta(
         // builds a record: decline what it would read another way.
         let convert = first || element == 0x0000;
         first = false;
-        if !known_vr(vr) || (convert && !converts(vr, element, len)) {
+        // The dictionary's VR of the group length is UL; others are text.
+        let dictionary = if element == 0x0000 { *b"UL" } else { *b"UI" };
+        if !known_vr(vr) || (convert && !converts(vr, dictionary, len)) {
             return Err(meta_declined(element, vr, len));
         }
         let uid = element == 0x0002 || element == 0x0010;
@@ -200,25 +211,6 @@ fn explicit_length(src: &mut Source<'_>, h: [u8; 8]) -> Result<u32> {
     } else {
         u16::from_le_bytes([h[6], h[7]]) as u32
     })
-}
-
-/// Does pydicom convert this meta element? Not a sequence, nor numbers
-/// that do not fill `len` bytes exactly; UN converts as the dictionary's
-/// VR (UL for the group length).
-fn converts(vr: [u8; 2], element: u16, len: u32) -> bool {
-    let vr = if &vr == b"UN" && element == 0x0000 && len < 0xFFFF {
-        *b"UL"
-    } else {
-        vr
-    };
-    let size = match &vr {
-        b"SQ" => return false,
-        b"US" | b"SS" => 2,
-        b"UL" | b"SL" | b"FL" | b"AT" => 4,
-        b"FD" | b"SV" | b"UV" => 8,
-        _ => 1,
-    };
-    len % size == 0
 }
 
 /// A bare data set must start like one: a small even group in one byte

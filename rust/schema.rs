@@ -2,7 +2,9 @@
 //! extra top-level tags a user asked for) folded into a tree that the
 //! element stream consults at every element, plus the slots values land in.
 
-use crate::fields::{Tag, FIELDS, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
+use crate::fields::{tag, Tag, FIELDS, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
+
+const PIXEL_REPRESENTATION: Tag = tag(0x0028, 0x0103);
 
 /// The wanted tags of one data set (the top level, or the first item of a
 /// wanted sequence), sorted, so that the stream can stop once past them.
@@ -17,9 +19,34 @@ pub enum Entry {
     Leaf(usize),
     /// A sequence whose first item holds wanted values.
     Seq(Node),
+    /// PixelRepresentation beside a wanted sequence: pydicom converts it
+    /// when it first reads the sequence (to type the items' US or SS
+    /// values), and gives no value for the sequence when that fails.
+    PixelRepresentation,
 }
 
 impl Node {
+    /// Where a data set holds a wanted sequence, its PixelRepresentation
+    /// must be one pydicom converts (see `Entry::PixelRepresentation`).
+    fn check_pixel_representation(&mut self) {
+        let mut has_sequence = false;
+        for (_, e) in &mut self.entries {
+            if let Entry::Seq(child) = e {
+                child.check_pixel_representation();
+                has_sequence = true;
+            }
+        }
+        if has_sequence {
+            if let Err(i) = self
+                .entries
+                .binary_search_by_key(&PIXEL_REPRESENTATION, |e| e.0)
+            {
+                self.entries
+                    .insert(i, (PIXEL_REPRESENTATION, Entry::PixelRepresentation));
+            }
+        }
+    }
+
     /// The last wanted tag here: nothing after it matters.
     pub fn max_tag(&self) -> Tag {
         self.entries.last().map_or(0, |e| e.0)
@@ -145,6 +172,7 @@ impl Schema {
                 _ => root.insert(p, slot)?,
             }
         }
+        root.check_pixel_representation();
         let slot_vr: Vec<[u8; 2]> = paths.iter().map(|p| p.1).collect();
         let slot_allowed = slot_vr.iter().map(|&vr| allowed(vr)).collect();
         Ok(Schema {

@@ -317,6 +317,9 @@ impl Stream<'_, '_> {
         // The previous tag (as i64: -1 before the first, which may be 0).
         let mut last: i64 = -1;
         let mut cursor = 0usize;
+        // A wanted sequence was read here; PixelRepresentation here was one
+        // pydicom cannot convert (see `Entry::PixelRepresentation`).
+        let (mut sequences, mut bad_pixel_representation) = (false, false);
         loop {
             if let Some(end) = end {
                 if self.reached(end)? {
@@ -365,6 +368,13 @@ impl Stream<'_, '_> {
                 wanted.get(cursor).filter(|w| w.0 == h.tag).map(|w| &w.1)
             });
             match entry {
+                Some(Entry::PixelRepresentation) => {
+                    bad_pixel_representation = !converts(h.vr.unwrap_or(*b"US"), *b"US", h.len);
+                    if bad_pixel_representation && sequences {
+                        return Err(pixel_representation());
+                    }
+                    self.skip_value(enc, &h, limit, depth)?
+                }
                 Some(wanted) => {
                     if TOP {
                         self.out.found_any = true;
@@ -372,10 +382,14 @@ impl Stream<'_, '_> {
                     match wanted {
                         Entry::Leaf(slot) => self.leaf(&h, *slot, limit)?,
                         Entry::Seq(child) if self.is_sequence(&h) => {
+                            if bad_pixel_representation {
+                                return Err(pixel_representation());
+                            }
+                            sequences = true;
                             self.within(defined(h.len), limit, "a sequence")?;
                             self.sequence(enc, Some(child), h.len, limit, depth + 1)?
                         }
-                        Entry::Seq(_) => self.skip_value(enc, &h, limit, depth)?,
+                        _ => self.skip_value(enc, &h, limit, depth)?,
                     }
                 }
                 // At the top level the character set is wanted.
@@ -424,7 +438,7 @@ impl Stream<'_, '_> {
                 self.schema.slot_vr[slot]
             }
             Some(vr) => {
-                if !self.schema.allows(slot, vr) {
+                if !self.schema.allows(slot, vr) || !converts(vr, vr, h.len) {
                     return Err(Error::Declined(format!(
                         "{} is stored with VR {}{}",
                         show(tag),
@@ -632,6 +646,27 @@ impl Stream<'_, '_> {
     }
 }
 
+/// Does pydicom convert a value of this VR and length without failing?
+/// Not a VR it does not know, nor a sequence, nor numbers that do not fill
+/// their length; UN is converted as `dictionary` (when shorter than
+/// UN_AS_BYTES), and an undefined length is not a value.
+pub fn converts(vr: [u8; 2], dictionary: [u8; 2], len: u32) -> bool {
+    let vr = if &vr == b"UN" && len < UN_AS_BYTES {
+        dictionary
+    } else {
+        vr
+    };
+    let size = match &vr {
+        _ if len == UNDEFINED || !known_vr(vr) => return false,
+        b"SQ" => return false,
+        b"US" | b"SS" => 2,
+        b"UL" | b"SL" | b"FL" | b"AT" => 4,
+        b"FD" | b"SV" | b"UV" => 8,
+        _ => 1,
+    };
+    len % size == 0
+}
+
 /// A declared length as a number of bytes; an undefined one as none (its
 /// end is found by reading).
 fn defined(len: u32) -> u64 {
@@ -647,6 +682,10 @@ fn past_end(what: &str, limit: u64) -> Error {
     Error::Malformed(format!(
         "{what} runs past the end of its item or sequence at byte {limit}"
     ))
+}
+
+fn pixel_representation() -> Error {
+    Error::Declined("a PixelRepresentation pydicom cannot convert beside a wanted sequence".into())
 }
 
 fn charset_refused() -> Error {

@@ -1006,3 +1006,40 @@ fn dicomdir_named_by_sop_class_uid() {
     data.extend_from_slice(&w.buf);
     assert_eq!(read(&data).unwrap_err(), "dicomdir");
 }
+
+#[test]
+fn pixel_representation_pydicom_cannot_convert_beside_a_wanted_sequence() {
+    let mut item = W::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let with_sequence = |pixel_rep: &[u8], vr: &[u8; 2]| {
+        let mut w = W::new(Encoding::EXPLICIT_LE);
+        opening(&mut w)
+            .head(t(0x0008, 0x1140), b"SQ", item.buf.len() as u32 + 8)
+            .item(item.buf.len() as u32)
+            .raw(&item.buf);
+        closing(&mut w)
+            .head(t(0x0028, 0x0103), vr, pixel_rep.len() as u32)
+            .raw(pixel_rep);
+        w.buf
+    };
+    for (vr, value) in [(b"UL", &b"\0\0"[..]), (b"QS", b"\0\0"), (b"US", b"\0")] {
+        let err = read(&with_sequence(value, vr)).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{vr:?}: {err}");
+    }
+    let r = read(&with_sequence(b"\x01\0", b"US")).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("9.8.7"));
+    // No wanted sequence beside it: pydicom never converts it.
+    let mut w = W::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w))
+        .head(t(0x0028, 0x0103), b"QS", 2)
+        .raw(b"\0\0");
+    assert!(read(&w.buf).is_ok());
+}
+
+#[test]
+fn an_item_delimiter_after_the_meta_group_is_declined() {
+    let mut data = part10("1.2.840.10008.1.2.1", &[]);
+    data.extend_from_slice(b"\xfe\xff\x0d\xe0UI\0\0");
+    data.extend_from_slice(&closing(opening(&mut W::new(Encoding::EXPLICIT_LE))).buf);
+    assert!(read(&data).unwrap_err().starts_with("unsupported"));
+}

@@ -306,3 +306,35 @@ def test_implicit_file_unchanged(tmp_path):
     data = _hand(lambda w: w.el(0x0008_103E, b"LO", "Axial"), explicit=False)
     assert data[132:134] == b"\x02\x00"  # an explicit VR meta group, then implicit VR
     assert same_as_pydicom(write(tmp_path, data))["series_description"] == "Axial"
+
+
+@pytest.mark.parametrize("vr, value", [(b"UL", b"\x00\x00"), (b"QS", b"\x00\x00"), (b"US", b"\x00")], ids=["UL", "unknown", "odd"])
+def test_pixel_representation_pydicom_cannot_convert_beside_a_wanted_sequence(tmp_path, vr, value):
+    """pydicom converts PixelRepresentation when it first reads a sequence
+    of the same data set (to type US-or-SS values in the items); where that
+    fails it has no value for the sequence (reference_ct ""), where the
+    fast path had one."""
+    item = bytes(W().el(0x0008_1155, b"UI", "9.8.7").buf)
+    w = _start(W()).head(0x0008_1140, b"SQ", len(item) + 8).item(len(item)).raw(item)
+    _end(w).el(0x0028_0103, vr, value, pad=False)
+    declined_to_pydicom(write(tmp_path, part10(ExplicitVRLittleEndian, bytes(w.buf))))
+    # Without a wanted sequence beside it, pydicom never converts it.
+    w = _end(_start(W())).el(0x0028_0103, vr, value, pad=False)
+    assert same_as_pydicom(write(tmp_path, part10(ExplicitVRLittleEndian, bytes(w.buf)), "plain.dcm"))["series"]
+
+
+def test_numbers_lose_nuls_on_both_ends_as_in_the_pydicom_path(tmp_path):
+    w = _end(_start(W())).el(0x0020_0037, b"DS", b"1\\0\\0\\\x000\\1\\0")
+    rec = same_as_pydicom(write(tmp_path, part10(ExplicitVRLittleEndian, bytes(w.buf))))
+    assert rec["orientation"] == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_item_delimiter_ending_the_meta_group(tmp_path):
+    """pydicom ends the meta group at an item delimiter and reads on from
+    there (group 0002 included) as the data set; the fast path, which took
+    the delimiter for the data set's first element, stopped at once."""
+    m = W().el(0x0002_0002, b"UI", CT)
+    g = W().head(0x0002_0000, b"UL", 4).u32(len(m.buf))
+    rest = W().el(0x0002_0010, b"UI", ExplicitVRLittleEndian)
+    data = b"\0" * 128 + b"DICM" + bytes(g.buf) + bytes(m.buf) + b"\xfe\xff\x0d\xe0UI\0\0" + bytes(rest.buf) + bytes(_end(_start(W())).buf)
+    declined_to_pydicom(write(tmp_path, data))
