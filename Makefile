@@ -7,7 +7,7 @@ SAMPLE := .sample/archive
 ARCHIVE ?=
 OUT ?= index.ndjson
 
-.PHONY: run test dev lint rust-test py-test bench clean
+.PHONY: run test dev lint rust-test py-test bench fuzz-diff clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ test: lint rust-test py-test
 
 bench: $(VENV)/.built
 	$(PY) bench/run
+
+# The mutational differential run: N damaged copies of the test files, the
+# Rust reader against pydicom; prints a summary and every silent difference
+# with its reproducer (seed, case). `make fuzz-diff N=50000 SEED=1`.
+N ?= 50000
+SEED ?= 0
+fuzz-diff: $(VENV)/.built
+	$(PY) tests/mutate.py $(N) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) target .sample

@@ -22,62 +22,117 @@ pub enum TextCodec {
     },
 }
 
+/// The character set value as pydicom sees it: ISO 8859-1 text with
+/// trailing spaces and NULs removed, split on backslashes.
+fn charset_text(raw: &[u8]) -> String {
+    latin1(raw).trim_end_matches([' ', '\0']).to_owned()
+}
+
+/// Would pydicom fail on this SpecificCharacterSet value? It looks each
+/// term up as a Python codec name, and a NUL inside one raises (where the
+/// stream meets it, pydicom fails to read the file or the item).
+pub fn charset_raises(raw: &[u8]) -> bool {
+    charset_text(raw).split('\\').any(|t| t.contains('\0'))
+}
+
 /// The codec for a SpecificCharacterSet value (raw bytes, as stored).
 /// pydicom decodes a value without escape sequences with the first
-/// character set listed, so that is the one that matters here.
+/// character set listed, so that is the one that matters here; it fixes
+/// two common misspellings (`ISO-IR 100`, `ISO2022 IR 87`) and takes a
+/// known but misspelled name for its default, ISO 8859-1.
 pub fn codec_for(raw: Option<&[u8]>) -> Result<TextCodec> {
-    let raw = raw.unwrap_or(b"");
-    let text: String = raw.iter().map(|&b| b as char).collect();
-    let mut terms = text.split('\\').map(|t| t.trim_matches([' ', '\0']));
-    let first = terms.next().unwrap_or("");
-    let whatwg = |label: &[u8]| Charset::for_label(label);
-    let other = |label: &[u8], c1_differs: bool| -> Result<TextCodec> {
-        whatwg(label)
-            .map(|charset| TextCodec::Other {
-                charset,
-                c1_differs,
-                gbk: false,
-                sjis_single: false,
-            })
-            .ok_or_else(|| Error::Declined(format!("no decoder for character set {first:?}")))
+    let text = charset_text(raw.unwrap_or(b""));
+    let first = text.split('\\').next().unwrap_or("");
+    if let Some(codec) = known_charset(first)? {
+        return Ok(codec);
+    }
+    // pydicom's two regular expressions, on characters.
+    let c: Vec<char> = first.chars().collect();
+    let at = |i: usize, s: &str| {
+        c.get(i..i + s.len())
+            .is_some_and(|w| w.iter().copied().eq(s.chars()))
     };
-    match first {
-        "" | "ISO_IR 6" | "ISO 2022 IR 6" | "ISO_IR 100" | "ISO 2022 IR 100" => {
-            Ok(TextCodec::Latin1)
-        }
-        "ISO_IR 192" => Ok(TextCodec::Utf8),
-        "ISO_IR 101" | "ISO 2022 IR 101" => other(b"iso-8859-2", false),
-        "ISO_IR 109" | "ISO 2022 IR 109" => other(b"iso-8859-3", false),
-        "ISO_IR 110" | "ISO 2022 IR 110" => other(b"iso-8859-4", false),
-        "ISO_IR 144" | "ISO 2022 IR 144" => other(b"iso-8859-5", false),
-        "ISO_IR 127" | "ISO 2022 IR 127" => other(b"iso-8859-6", false),
-        "ISO_IR 126" | "ISO 2022 IR 126" => other(b"iso-8859-7", false),
-        "ISO_IR 138" | "ISO 2022 IR 138" => other(b"iso-8859-8", false),
+    let rest = |i: usize| c.get(i..).map_or(String::new(), |r| r.iter().collect());
+    let patched = if at(0, "ISO") && c.get(3).is_some_and(|&x| x != '_') && at(4, "IR") {
+        Some(format!("ISO_IR{}", rest(6)))
+    } else if at(0, "ISO")
+        && at(4, "2022")
+        && at(9, "IR")
+        && [3, 8, 11]
+            .iter()
+            .all(|&i| c.get(i).is_some_and(|&x| x != '\n'))
+        && !first.starts_with("ISO 2022 IR ")
+    {
+        Some(format!("ISO 2022 IR {}", rest(12)))
+    } else {
+        None
+    };
+    match patched {
+        Some(p) => Ok(known_charset(&p)?.unwrap_or(TextCodec::Latin1)),
+        // Perhaps a Python codec name (pydicom tries those), perhaps junk
+        // (then ISO 8859-1): only pydicom knows.
+        None => Err(Error::Declined(format!(
+            "character set {first:?} is read by pydicom"
+        ))),
+    }
+}
+
+/// A defined term pydicom knows: its codec here, or an error when only
+/// pydicom decodes it as pydicom does; None for a name it does not know.
+fn known_charset(term: &str) -> Result<Option<TextCodec>> {
+    let whatwg = |label: &[u8], c1_differs: bool| -> Result<Option<TextCodec>> {
+        Charset::for_label(label)
+            .map(|charset| {
+                Some(TextCodec::Other {
+                    charset,
+                    c1_differs,
+                    gbk: false,
+                    sjis_single: false,
+                })
+            })
+            .ok_or_else(|| Error::Declined(format!("no decoder for character set {term:?}")))
+    };
+    Ok(Some(match term {
+        "" | "ISO_IR 6" | "ISO 2022 IR 6" | "ISO_IR 100" | "ISO 2022 IR 100" => TextCodec::Latin1,
+        "ISO_IR 192" => TextCodec::Utf8,
+        "ISO_IR 101" | "ISO 2022 IR 101" => return whatwg(b"iso-8859-2", false),
+        "ISO_IR 109" | "ISO 2022 IR 109" => return whatwg(b"iso-8859-3", false),
+        "ISO_IR 110" | "ISO 2022 IR 110" => return whatwg(b"iso-8859-4", false),
+        "ISO_IR 144" | "ISO 2022 IR 144" => return whatwg(b"iso-8859-5", false),
+        "ISO_IR 127" | "ISO 2022 IR 127" => return whatwg(b"iso-8859-6", false),
+        "ISO_IR 126" | "ISO 2022 IR 126" => return whatwg(b"iso-8859-7", false),
+        "ISO_IR 138" | "ISO 2022 IR 138" => return whatwg(b"iso-8859-8", false),
         // WHATWG reads these labels as windows-1254 / windows-874, which
         // agree with ISO 8859-9 / TIS-620 except in the C1 range.
-        "ISO_IR 148" | "ISO 2022 IR 148" => other(b"iso-8859-9", true),
-        "GB18030" => Ok(TextCodec::Other {
+        "ISO_IR 148" | "ISO 2022 IR 148" => return whatwg(b"iso-8859-9", true),
+        "GB18030" => TextCodec::Other {
             charset: encoding_rs::GB18030,
             c1_differs: false,
             gbk: false,
             sjis_single: false,
-        }),
-        "GBK" | "ISO 2022 GBK" => Ok(TextCodec::Other {
+        },
+        "GBK" | "ISO 2022 GBK" => TextCodec::Other {
             charset: encoding_rs::GBK,
             c1_differs: false,
             gbk: true,
             sjis_single: false,
-        }),
-        "ISO_IR 13" | "ISO 2022 IR 13" => Ok(TextCodec::Other {
+        },
+        "ISO_IR 13" | "ISO 2022 IR 13" => TextCodec::Other {
             charset: encoding_rs::SHIFT_JIS,
             c1_differs: false,
             gbk: false,
             sjis_single: true,
-        }),
-        other => Err(Error::Declined(format!(
-            "character set {other:?} is read by pydicom"
-        ))),
-    }
+        },
+        // Known to pydicom, decoded only by it here (ISO 2022 code
+        // extensions, Thai, Korean, Japanese kanji sets).
+        "ISO_IR 166" | "ISO 2022 IR 166" | "ISO 2022 IR 87" | "ISO 2022 IR 159"
+        | "ISO 2022 IR 149" | "ISO 2022 IR 58" | "ISO 2022 58" => {
+            return Err(Error::Declined(format!(
+                "character set {term:?} is read by pydicom"
+            )))
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Decode text as pydicom would, or decline.
@@ -147,6 +202,29 @@ pub fn trim_values(text: &str) -> String {
     parts.join("\\")
 }
 
+/// Python's `str.strip()` white space, in ISO 8859-1 (pydicom strips it
+/// from UIDs and numbers, where the dictionary trims spaces and NULs).
+pub fn python_space_byte(b: u8) -> bool {
+    matches!(b, 0x09..=0x0D | 0x1C..=0x20 | 0x85 | 0xA0)
+}
+
+/// Would Python strip more than spaces from the ends of this trimmed
+/// value (ISO 8859-1 text as UTF-8: NEL and NBSP start with 0xC2)?
+pub fn python_strips(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.first()
+        .is_some_and(|&c| python_space_byte(c) || c == 0xC2)
+        || b.last().is_some_and(|&c| python_space_byte(c))
+}
+
+/// A value as text, trimmed value by value: ISO 8859-1 (UIDs and codes).
+pub fn text_value(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => trim_values(ascii),
+        _ => trim_values(&latin1(bytes)),
+    }
+}
+
 pub fn trim(s: &str) -> &str {
     s.trim_end_matches([' ', '\0']).trim_start_matches(' ')
 }
@@ -198,6 +276,9 @@ pub fn parse_ds(s: &str) -> Option<f64> {
 pub enum Numbers {
     Absent,
     Bad,
+    /// White space around a value that Python strips and the dictionary's
+    /// trimming keeps: pydicom reads it, not the fast path.
+    Foreign,
     Values(Vec<f64>),
 }
 
@@ -208,7 +289,12 @@ pub fn parse_ds_values(text: &str) -> Numbers {
     }
     let mut out = Vec::new();
     for part in text.split('\\') {
-        match parse_ds(trim(part)) {
+        // The pydicom path strips NULs from both ends of a number.
+        let part = part.trim_matches([' ', '\0']);
+        if python_strips(part) {
+            return Numbers::Foreign;
+        }
+        match parse_ds(part) {
             Some(v) => out.push(v),
             None => return Numbers::Bad,
         }

@@ -106,11 +106,14 @@ pub struct Field {
     pub name: &'static str,
     pub kind: Kind,
     /// Tag paths tried in order; the first non-empty value wins.
-    /// A path of several tags descends the first item of each sequence.
+    /// A path of several tags descends the first item of each sequence;
+    /// a path of one tag in group 0002 names a meta group element.
     pub sources: &'static [&'static [Tag]],
     pub scope: Scope,
 }
 
+const SOP_CLASS_UID: Tag = tag(0x0008, 0x0016);
+pub const MEDIA_STORAGE_SOP_CLASS_UID: Tag = tag(0x0002, 0x0002);
 const REFERENCED_SOP_INSTANCE_UID: Tag = tag(0x0008, 0x1155);
 const SERIES_INSTANCE_UID: Tag = tag(0x0020, 0x000E);
 const FRAME_OF_REFERENCE_UID: Tag = tag(0x0020, 0x0052);
@@ -193,7 +196,14 @@ pub static FIELDS: &[Field] = &[
     // Extensions after the dictionary's 22: references resolved to series.
     field!("reference_series", ReferenceSeries, Subseries, []),
     field!("reference_modality", ReferenceModality, Subseries, []),
-    field!("sop_class_uid", Uid, Instance, [&[tag(0x0008, 0x0016)]]),
+    // SOPClassUID, else the meta group's MediaStorageSOPClassUID (a path
+    // in group 0002 is read from the meta group, not the data set).
+    field!(
+        "sop_class_uid",
+        Uid,
+        Instance,
+        [&[SOP_CLASS_UID], &[MEDIA_STORAGE_SOP_CLASS_UID]]
+    ),
     field!("transfer_syntax", TransferSyntax, Instance, []),
 ];
 

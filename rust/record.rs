@@ -2,7 +2,8 @@
 //! the table, or the reason the file is not an instance.
 
 use crate::decode::{
-    codec_for, decode_text, latin1, parse_ds_values, trim, trim_values, Numbers, TextCodec,
+    codec_for, decode_text, latin1, parse_ds_values, python_strips, trim, trim_values, Numbers,
+    TextCodec,
 };
 use crate::error::{Error, Result};
 use crate::fields::{Kind, FIELDS};
@@ -112,14 +113,18 @@ impl Ctx<'_> {
         )))
     }
 
-    /// First non-empty trimmed text among the sources.
-    fn first_text(&self, slots: &[usize]) -> Result<String> {
+    /// First non-empty trimmed text among the sources. `how` says how
+    /// pydicom makes text of the value (see `Strip`).
+    fn first_text(&self, slots: &[usize], how: Strip) -> Result<String> {
         for &slot in slots {
-            // The common case, one ASCII value: trim the bytes, then make
-            // the one string.
+            // The common case, one value of printable ASCII: trim the
+            // bytes, then make the one string.
             if let Some((_, bytes)) = self.out.get(slot) {
                 if bytes.is_ascii() && !bytes.contains(&b'\\') && !bytes.contains(&0x1B) {
                     let t = trim(std::str::from_utf8(bytes).unwrap_or_default());
+                    if !how.same(t) {
+                        how.check(t)?;
+                    }
                     if !t.is_empty() {
                         return Ok(t.to_owned());
                     }
@@ -127,6 +132,7 @@ impl Ctx<'_> {
                 }
             }
             if let Some(t) = self.text(slot)? {
+                how.check(&t)?;
                 let t = trim_values(&t);
                 if !t.is_empty() {
                     return Ok(t);
@@ -141,6 +147,9 @@ impl Ctx<'_> {
             return Ok(None);
         };
         match parse_ds_values(&t) {
+            Numbers::Foreign => Err(Error::Declined(format!(
+                "a number pydicom reads its own way: {t:?}"
+            ))),
             Numbers::Absent => Ok(None),
             Numbers::Bad => {
                 self.warnings += 1;
@@ -152,9 +161,10 @@ impl Ctx<'_> {
 
     fn field(&mut self, kind: Kind, slots: &[usize], info: &FileInfo) -> Result<Value> {
         Ok(match kind {
-            Kind::Text | Kind::Code | Kind::Uid => Value::Str(self.first_text(slots)?),
+            Kind::Text | Kind::Code => Value::Str(self.first_text(slots, Strip::Spaces)?),
+            Kind::Uid => Value::Str(self.first_text(slots, Strip::Python)?),
             Kind::Subseries => {
-                let t = self.first_text(slots)?;
+                let t = self.first_text(slots, Strip::Integer)?;
                 Value::Str(if t.is_empty() { "default".into() } else { t })
             }
             Kind::Number => Value::Num(match self.numbers(slots[0])? {
@@ -189,6 +199,7 @@ impl Ctx<'_> {
             b"IS" => {
                 let v = match self.text(slot)? {
                     Some(t) if !trim(&t).is_empty() => {
+                        Strip::Integer.check(&t)?;
                         let parsed: Option<Vec<i64>> =
                             trim(&t).split('\\').map(|p| trim(p).parse().ok()).collect();
                         self.warnings += parsed.is_none() as u32;
@@ -250,7 +261,12 @@ impl Ctx<'_> {
                     }
                     .to_owned()
                 };
-                let t = self.first_text(&[slot])?;
+                let how = if &vr == b"UI" {
+                    Strip::Python
+                } else {
+                    Strip::Spaces
+                };
+                let t = self.first_text(&[slot], how)?;
                 if multi {
                     Value::Strs((!t.is_empty()).then(|| t.split('\\').map(one).collect()))
                 } else {
@@ -316,7 +332,57 @@ impl Ctx<'_> {
     }
 }
 
+/// How pydicom turns a value into the text the record is made of, beyond
+/// the trimming of spaces and NULs the dictionary asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strip {
+    /// Nothing more (CS, LO, SH and the other text VRs).
+    Spaces,
+    /// UI and DS values are stripped of Python's white space (tabs, line
+    /// ends, 0x1C-0x1F, NEL, NBSP): declined when they hold any.
+    Python,
+    /// IS values become Python integers first; declined unless each value
+    /// is a plain integer that a float holds exactly (pydicom takes `1_0`,
+    /// `1.0`, `inf` and 20-digit numbers its own ways).
+    Integer,
+}
+
+impl Strip {
+    /// Is one trimmed value (no backslash) read the same by pydicom?
+    #[inline]
+    fn same(self, p: &str) -> bool {
+        match self {
+            Strip::Spaces => true,
+            // Python strips the ends of each value; inside, white space
+            // stays in both readings. (Text here is ISO 8859-1: NEL and
+            // NBSP are two bytes in UTF-8, the second being 0x85 or 0xA0.)
+            Strip::Python => !python_strips(p),
+            Strip::Integer => {
+                if p.len() <= 15 && p.bytes().all(|b| b.is_ascii_digit()) {
+                    return true;
+                }
+                let digits = p.strip_prefix(['+', '-']).unwrap_or(p);
+                let significant = digits.trim_start_matches('0').len();
+                p.is_empty()
+                    || (!digits.is_empty()
+                        && significant <= 15
+                        && digits.bytes().all(|b| b.is_ascii_digit()))
+            }
+        }
+    }
+
+    fn check(self, text: &str) -> Result<()> {
+        if self == Strip::Spaces || text.split('\\').all(|p| self.same(trim(p))) {
+            return Ok(());
+        }
+        Err(Error::Declined(format!(
+            "a value pydicom reads its own way: {text:?}"
+        )))
+    }
+}
+
 pub const SERIES: usize = 3;
+const SOP_CLASS: usize = 24;
 
 /// Build the record of a file whose header was read into `out`.
 pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcome> {
@@ -332,19 +398,23 @@ pub fn build(schema: &Schema, out: &Collected, info: &FileInfo) -> Result<Outcom
         values.push(ctx.field(f.kind, slots, info)?);
     }
     debug_assert_eq!(FIELDS[SERIES].name, "series");
+    // A DICOMDIR, named by the meta group or by SOPClassUID, is never an
+    // instance; any other object without a series is not one either.
+    // sop_class_uid is SOPClassUID, or the meta group's when that is empty.
+    debug_assert_eq!(FIELDS[SOP_CLASS].name, "sop_class_uid");
+    let dicomdir = info.media_sop_class == MEDIA_STORAGE_DIRECTORY
+        || values[SOP_CLASS].as_str() == MEDIA_STORAGE_DIRECTORY;
+    if dicomdir {
+        return Ok(Outcome::Skipped {
+            reason: "dicomdir",
+            message: "a DICOMDIR (media storage directory), not an instance".to_owned(),
+        });
+    }
     if values[SERIES].as_str().is_empty() {
-        let (reason, message) = if info.media_sop_class == MEDIA_STORAGE_DIRECTORY {
-            (
-                "dicomdir",
-                "a DICOMDIR (media storage directory), not an instance".to_owned(),
-            )
-        } else {
-            (
-                "no_series_uid",
-                "DICOM object without SeriesInstanceUID".to_owned(),
-            )
-        };
-        return Ok(Outcome::Skipped { reason, message });
+        return Ok(Outcome::Skipped {
+            reason: "no_series_uid",
+            message: "DICOM object without SeriesInstanceUID".to_owned(),
+        });
     }
     let mut extras = Vec::with_capacity(schema.extras.len());
     for (e, &slot) in schema.extras.iter().zip(&schema.extra_slots) {

@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
 use crate::error::{Error, Result};
+use crate::stream::Scan;
 
 /// The first read. Most headers fit; a larger one costs one more read.
 pub const FIRST_READ: usize = 16 * 1024;
@@ -28,6 +29,10 @@ pub trait Input {
     /// At the end of the data: did a skip go past it?
     fn overran(&mut self) -> io::Result<bool> {
         Ok(false)
+    }
+    /// The size of the data, when known (a file): where a cut file ends.
+    fn size(&mut self) -> Option<u64> {
+        None
     }
 }
 
@@ -95,6 +100,10 @@ impl Input for FileInput {
 
     fn overran(&mut self) -> io::Result<bool> {
         Ok(self.pos > self.file.metadata()?.len())
+    }
+
+    fn size(&mut self) -> Option<u64> {
+        self.file.metadata().ok().map(|m| m.len())
     }
 }
 
@@ -236,6 +245,12 @@ impl<'a> Source<'a> {
         Ok(self.input.overran()?)
     }
 
+    /// Where the data really ends, when that is known: a skip past the end
+    /// of a file moves the position beyond it.
+    pub fn real_end(&mut self, at: u64) -> u64 {
+        self.input.size().map_or(at, |size| at.min(size))
+    }
+
     /// True when nothing at all is left; a skip past the end is truncation.
     pub fn at_end(&mut self) -> Result<bool> {
         if self.fill(1)? > 0 {
@@ -288,6 +303,23 @@ impl<'a> Source<'a> {
         if skipped < rest {
             self.eof = true;
             return Err(Error::Truncated(self.offset));
+        }
+        Ok(())
+    }
+
+    /// Pass over `n` bytes reading them, each fed to `scan` (for the few
+    /// values whose bytes decide how pydicom reads on: encapsulated data).
+    pub fn skip_scanning(&mut self, mut n: u64, scan: &mut Scan) -> Result<()> {
+        while n > 0 {
+            let want = n.min(MAX_READ as u64) as usize;
+            let got = self.fill(want)?.min(want);
+            if got == 0 {
+                return Err(Error::Truncated(self.offset));
+            }
+            scan.feed(&self.buf[self.start..self.start + got]);
+            self.start += got;
+            self.offset += got as u64;
+            n -= got as u64;
         }
         Ok(())
     }

@@ -231,7 +231,14 @@ fn truncation_is_an_error_not_a_record() {
 fn huge_declared_lengths_are_not_trusted() {
     let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    // A UID claiming 65534 bytes that runs past the end: no UID is that
+    // long, so the length is damaged (pydicom may read the rest), not cut.
     w.head(t(0x0008, 0x0018), b"UI", 0xFFFE).raw(b"1.2");
+    assert!(read(w.bytes()).unwrap_err().starts_with("malformed"));
+    // A UID of a plausible length cut by the end of the file: truncated.
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0016), b"UI", "1.2");
+    w.head(t(0x0008, 0x0018), b"UI", 64).raw(b"1.2");
     assert!(read(w.bytes()).unwrap_err().starts_with("truncated"));
     let mut w = DataSetWriter::new(Encoding::IMPLICIT_LE);
     w.el(t(0x0008, 0x0016), b"UI", "1.2");
@@ -447,11 +454,12 @@ fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
 }
 
 #[test]
-fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
+fn lengths_past_their_container_are_malformed_in_file_and_memory() {
     // Found by fuzz/fuzz_targets/file.rs: a wanted sequence of defined
     // length whose second (unwanted) item claims more bytes than the file
-    // has. In memory the skip fails: truncated. From a file the skip only
-    // moved an offset, then the sequence's end check said malformed.
+    // has. From a file and in memory, the same answer: the item's length
+    // disagrees with its sequence's, which a cut file cannot do (a cut
+    // leaves the lengths it kept intact), so it is malformed, not cut.
     let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2");
     let mut first = DataSetWriter::new(Encoding::EXPLICIT_LE);
@@ -470,8 +478,8 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
         ("item_part10", part10("1.2.840.10008.1.2.1", w.bytes())),
     ] {
         let (from_file, from_memory) = read_both(name, &bytes);
-        assert_eq!(from_file, "truncated", "{name}");
-        assert_eq!(from_memory, "truncated", "{name}");
+        assert_eq!(from_file, "malformed", "{name}");
+        assert_eq!(from_memory, "malformed", "{name}");
     }
     // An unwanted value past the end inside a wanted item of defined length.
     let mut inner = DataSetWriter::new(Encoding::EXPLICIT_LE);
@@ -484,6 +492,28 @@ fn item_running_past_the_end_of_a_file_is_truncated_as_in_memory() {
     );
     w.item(inner.bytes().len() as u32).raw(inner.bytes());
     let (from_file, from_memory) = read_both("element", &part10("1.2.840.10008.1.2.1", w.bytes()));
+    assert_eq!(
+        (from_file.as_str(), from_memory.as_str()),
+        ("malformed", "malformed")
+    );
+    // A sequence whose lengths agree, cut inside its second item: bytes
+    // that stop, truncated either way.
+    let mut second = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    second.el(t(0x0008, 0x1155), b"UI", "9".repeat(40));
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2");
+    w.head(
+        t(0x0008, 0x1140),
+        b"SQ",
+        8 + first.bytes().len() as u32 + 8 + second.bytes().len() as u32,
+    )
+    .item(first.bytes().len() as u32)
+    .raw(first.bytes())
+    .item(second.bytes().len() as u32)
+    .raw(second.bytes());
+    w.el(t(0x0020, 0x000E), b"UI", "1.2.3");
+    let cut = w.bytes().len() - 30;
+    let (from_file, from_memory) = read_both("cut", &w.bytes()[..cut]);
     assert_eq!(
         (from_file.as_str(), from_memory.as_str()),
         ("truncated", "truncated")
@@ -540,4 +570,288 @@ fn extras_are_typed_as_their_blank_says() {
     for (v, e) in r.extras.iter().zip(&extras) {
         assert_eq!(v, &Value::extra_blank(&e.vr, e.multi), "{}", e.name);
     }
+}
+
+// What pydicom reads another way: the stream reads it pydicom's way, or
+// declines (tests/test_reading_rules.py checks the same against pydicom).
+
+/// Wanted top-level elements after which a test's own elements go.
+fn opening(w: &mut DataSetWriter) -> &mut DataSetWriter {
+    w.el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.5.1.4.1.1.7")
+        .el(t(0x0008, 0x0018), b"UI", "1.2.9")
+        .el(t(0x0008, 0x0060), b"CS", "OT")
+}
+
+fn closing(w: &mut DataSetWriter) -> &mut DataSetWriter {
+    w.el(t(0x0010, 0x0020), b"LO", "P")
+        .el(t(0x0020, 0x000D), b"UI", "1.2.3")
+        .el(t(0x0020, 0x000E), b"UI", "1.2.3.4")
+}
+
+#[test]
+fn un_sequence_items_written_in_explicit_vr() {
+    // Hologic: (0040,0260) UN, undefined length, its item in explicit VR.
+    // Read as implicit VR, `SH 02 00` is a length of 149,587: truncated.
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w));
+    w.head(t(0x0040, 0x0260), b"UN", UNDEF).item(UNDEF);
+    w.el(t(0x0008, 0x0100), b"SH", "T1")
+        .el(t(0x0008, 0x0102), b"SH", "99HOLOGIC");
+    w.item_end().seq_end();
+    w.el(t(0x0040, 0x0275), b"LO", "");
+    let r = read(&part10("1.2.840.10008.1.2.1", w.bytes())).unwrap();
+    assert_eq!(field(&r, "series"), &s("1.2.3.4"));
+}
+
+#[test]
+fn implicit_items_in_an_explicit_data_set() {
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    opening(&mut w);
+    w.head(t(0x0008, 0x1140), b"SQ", UNDEF).item(UNDEF);
+    let mut item = DataSetWriter::new(Encoding::IMPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    w.raw(item.bytes()).item_end().seq_end();
+    closing(&mut w);
+    let r = read(w.bytes()).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("9.8.7"));
+}
+
+#[test]
+fn wanted_values_stored_with_another_vr_are_declined() {
+    for vr in [b"FL", b"SL", b"AT", b"OB", b"SQ", b"XY", b"PN"] {
+        let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+        opening(&mut w).el(t(0x0008, 0x103E), vr, "12345678");
+        closing(&mut w);
+        let err = read(w.bytes()).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{vr:?}: {err}");
+    }
+    // LO and SH are the same text to pydicom; UN is the dictionary's VR.
+    for vr in [b"SH", b"UN"] {
+        let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+        opening(&mut w).el(t(0x0008, 0x103E), vr, "Axial ");
+        closing(&mut w);
+        assert_eq!(
+            field(&read(w.bytes()).unwrap(), "series_description"),
+            &s("Axial")
+        );
+    }
+}
+
+#[test]
+fn a_wanted_item_is_read_to_its_end() {
+    // A tag past the wanted ones, then the wanted one: declined, not a
+    // blank reference_ct.
+    let mut item = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1160), b"IS", "1")
+        .el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", item.bytes().len() as u32 + 8)
+        .item(item.bytes().len() as u32)
+        .raw(item.bytes());
+    closing(&mut w);
+    assert!(read(w.bytes()).unwrap_err().starts_with("malformed"));
+}
+
+#[test]
+fn every_item_of_a_wanted_sequence_is_read() {
+    // The second item's element runs past the item: pydicom would read on
+    // into the next bytes.
+    let mut first = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    first.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let second = b"\x08\x00\x55\x11UI\x40\x001.2";
+    let len = 8 + first.bytes().len() + 8 + second.len();
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", len as u32)
+        .item(first.bytes().len() as u32)
+        .raw(first.bytes())
+        .item(second.len() as u32)
+        .raw(second);
+    closing(&mut w);
+    assert!(read(w.bytes()).unwrap_err().starts_with("malformed"));
+}
+
+#[test]
+fn encapsulated_values_end_where_pydicom_ends_them() {
+    // An icon image's encapsulated pixel data inside an item: fragments up
+    // to a sequence delimiter, one fragment holding the delimiter's bytes.
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w))
+        .head(t(0x0088, 0x0200), b"SQ", UNDEF)
+        .item(UNDEF);
+    w.head(t(0x7FE0, 0x0010), b"OB", UNDEF)
+        .item(0)
+        .item(6)
+        .raw(b"\xFE\xFF\xDD\xE0\0\0")
+        .seq_end();
+    w.item_end().seq_end();
+    let r = read(w.bytes()).unwrap();
+    assert_eq!(field(&r, "series"), &s("1.2.3.4"));
+    // Cut after the delimiter's bytes in that fragment: pydicom's scan for
+    // the delimiter would resume there; declined rather than truncated.
+    let fragment_end = w.bytes().len() - 24;
+    let err = read(&w.bytes()[..fragment_end - 1]).unwrap_err();
+    assert!(err.starts_with("unsupported"), "{err}");
+    // Cut before them: the bytes end without a delimiter, truncated.
+    let err = read(&w.bytes()[..fragment_end - 4]).unwrap_err();
+    assert!(err.starts_with("truncated"), "{err}");
+}
+
+#[test]
+fn sop_class_from_the_meta_group() {
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0018), b"UI", "1.2.9");
+    closing(&mut w);
+    let r = read(&part10("1.2.840.10008.1.2.1", w.bytes())).unwrap();
+    assert_eq!(field(&r, "sop_class_uid"), &s("1.2.840.10008.5.1.4.1.1.2"));
+    let r = read(&part10(
+        "1.2.840.10008.1.2.1",
+        closing(opening(&mut DataSetWriter::new(Encoding::EXPLICIT_LE))).bytes(),
+    ))
+    .unwrap();
+    assert_eq!(field(&r, "sop_class_uid"), &s("1.2.840.10008.5.1.4.1.1.7"));
+}
+
+#[test]
+fn values_python_reads_its_own_way_are_declined() {
+    for (tag, vr, value) in [
+        (t(0x0020, 0x0052), b"UI", "\t1.2"),
+        (t(0x0020, 0x0037), b"DS", "\t1\\0\\0\\0\\1\\0"),
+        (t(0x0020, 0x0012), b"IS", "12345678901234567890"),
+        (t(0x0020, 0x0012), b"IS", "1_0"),
+        (t(0x0020, 0x0012), b"IS", "1.5"),
+    ] {
+        let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+        closing(opening(&mut w)).el(tag, vr, value);
+        let err = read(w.bytes()).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{value:?}: {err}");
+    }
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w)).el(t(0x0020, 0x0012), b"IS", " +007 ");
+    assert_eq!(field(&read(w.bytes()).unwrap(), "subseries"), &s("+007"));
+}
+
+#[test]
+fn character_sets_pydicom_fails_on_are_declined() {
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    w.el(t(0x0008, 0x0005), b"CS", "\0ISO_IR 100");
+    closing(opening(&mut w));
+    assert!(read(w.bytes()).unwrap_err().starts_with("unsupported"));
+    // pydicom's spelling fixes: ISO-IR 100 is ISO_IR 100.
+    assert!(matches!(
+        crate::decode::codec_for(Some(b"ISO-IR 192")),
+        Ok(crate::decode::TextCodec::Utf8)
+    ));
+    // A leading space is not trimmed (pydicom asks Python's codecs).
+    assert!(crate::decode::codec_for(Some(b" ISO_IR 192")).is_err());
+}
+
+#[test]
+fn command_group_is_read_apart_in_implicit_vr() {
+    let mut c = DataSetWriter::new(Encoding::IMPLICIT_LE);
+    c.head(t(0x0000, 0x0000), b"UL", 4).u32(8);
+    c.el(t(0x0000, 0x0002), b"UI", "1.2");
+    let mut body = c.bytes().to_vec();
+    body.extend_from_slice(
+        closing(opening(&mut DataSetWriter::new(Encoding::EXPLICIT_LE))).bytes(),
+    );
+    let r = read(&part10("1.2.840.10008.1.2.1", &body)).unwrap();
+    assert_eq!(field(&r, "modality"), &s("OT"));
+    assert_eq!(
+        read(&vec![0u8; 4096]).unwrap_err(),
+        "not_dicom: neither a DICOM Part 10 file nor a bare data set"
+    );
+}
+
+#[test]
+fn a_delimiter_across_the_end_of_its_sequence_is_malformed() {
+    // A sequence of defined length whose undefined-length item ends with a
+    // delimiter that straddles the sequence's end.
+    let mut item = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    opening(&mut w)
+        .head(t(0x0008, 0x1140), b"SQ", 8 + item.bytes().len() as u32 + 4)
+        .item(UNDEF)
+        .raw(item.bytes())
+        .item_end();
+    closing(&mut w);
+    assert!(read(w.bytes()).unwrap_err().starts_with("malformed"));
+}
+
+#[test]
+fn raw_rle_stream_is_not_dicom() {
+    // An RLE frame starts with its segment count: group 0002 at byte 0,
+    // but no VR after the tag.
+    let mut rle = vec![2, 0, 0, 0, 0x40, 0, 0, 0, 0x9C, 7, 0, 0];
+    rle.resize(64, 0);
+    rle.extend((0..2000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8));
+    assert!(read(&rle).unwrap_err().starts_with("not_dicom"));
+    // A meta group in explicit VR without a preamble is still DICOM.
+    let data = part10(
+        "1.2.840.10008.1.2.1",
+        closing(opening(&mut DataSetWriter::new(Encoding::EXPLICIT_LE))).bytes(),
+    );
+    assert!(read(&data[132..]).is_ok());
+}
+
+#[test]
+fn dicomdir_named_by_sop_class_uid() {
+    let mut m = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    m.el(t(0x0002, 0x0010), b"UI", "1.2.840.10008.1.2.1");
+    let mut g = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    g.head(t(0x0002, 0x0000), b"UL", 4)
+        .u32(m.bytes().len() as u32);
+    let mut data = vec![0u8; 128];
+    data.extend_from_slice(b"DICM");
+    data.extend_from_slice(g.bytes());
+    data.extend_from_slice(m.bytes());
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    w.head(t(0x0004, 0x1220), b"SQ", UNDEF).item(UNDEF);
+    let mut record = DataSetWriter::new(Encoding::IMPLICIT_LE);
+    record.el(t(0x0004, 0x1430), b"CS", "PATIENT");
+    w.raw(record.bytes()).item_end().seq_end();
+    w.el(t(0x0008, 0x0016), b"UI", "1.2.840.10008.1.3.10");
+    data.extend_from_slice(w.bytes());
+    assert_eq!(read(&data).unwrap_err(), "dicomdir");
+}
+
+#[test]
+fn pixel_representation_pydicom_cannot_convert_beside_a_wanted_sequence() {
+    let mut item = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    item.el(t(0x0008, 0x1155), b"UI", "9.8.7");
+    let with_sequence = |pixel_rep: &[u8], vr: &[u8; 2]| {
+        let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+        opening(&mut w)
+            .head(t(0x0008, 0x1140), b"SQ", item.bytes().len() as u32 + 8)
+            .item(item.bytes().len() as u32)
+            .raw(item.bytes());
+        closing(&mut w)
+            .head(t(0x0028, 0x0103), vr, pixel_rep.len() as u32)
+            .raw(pixel_rep);
+        w.into_bytes()
+    };
+    for (vr, value) in [(b"UL", &b"\0\0"[..]), (b"QS", b"\0\0"), (b"US", b"\0")] {
+        let err = read(&with_sequence(value, vr)).unwrap_err();
+        assert!(err.starts_with("unsupported"), "{vr:?}: {err}");
+    }
+    let r = read(&with_sequence(b"\x01\0", b"US")).unwrap();
+    assert_eq!(field(&r, "reference_ct"), &s("9.8.7"));
+    // No wanted sequence beside it: pydicom never converts it.
+    let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
+    closing(opening(&mut w))
+        .head(t(0x0028, 0x0103), b"QS", 2)
+        .raw(b"\0\0");
+    assert!(read(w.bytes()).is_ok());
+}
+
+#[test]
+fn an_item_delimiter_after_the_meta_group_is_declined() {
+    let mut data = part10("1.2.840.10008.1.2.1", &[]);
+    data.extend_from_slice(b"\xfe\xff\x0d\xe0UI\0\0");
+    data.extend_from_slice(
+        closing(opening(&mut DataSetWriter::new(Encoding::EXPLICIT_LE))).bytes(),
+    );
+    assert!(read(&data).unwrap_err().starts_with("unsupported"));
 }

@@ -378,12 +378,19 @@ def damaged_files(good: dict[bytes, bytes], rng: random.Random) -> dict[bytes, t
     add(b"lengths/unwanted_4gb", _hand(lambda w: w.head(0x0009_1010, b"OB", 0xFFFF_FFF0).raw(b"\1" * 64)), truncated)
     add(b"lengths/sequence_4gb", _hand(lambda w: w.head(0x0008_1140, b"SQ", 0xFFFF_FFF0).item(UNDEF).el(0x0008_1155, b"UI", "1.2").item_end()), frozenset({"truncated", "malformed"}))
     add(b"lengths/item_4gb", _hand(lambda w: w.head(0x0008_1140, b"SQ", UNDEF).item(0xFFFF_FFF0).el(0x0008_1155, b"UI", "1.2")), truncated)
-    add(b"lengths/unwanted_item_4gb", _hand(lambda w: w.head(0x0009_1010, b"SQ", UNDEF).item(0xFFFF_FFF0).raw(b"\0" * 32)), truncated)
+    # pydicom reads every item of a sequence of undefined length, so the
+    # fast path walks this one too: zeros repeating (0000,0000) are damage
+    # found before the end (malformed), or the item is cut (truncated).
+    unwanted_item = _hand(lambda w: w.head(0x0009_1010, b"SQ", UNDEF).item(0xFFFF_FFF0).raw(b"\0" * 32))
+    add(b"lengths/unwanted_item_4gb", unwanted_item, frozenset({"truncated", "malformed"}))
     meta_huge = bytearray(part10(ExplicitVRLittleEndian, bytes(_end(_start(W())).buf)))
     meta_huge[144:144] = bytes(W().head(0x0002_0001, b"OB", 0xFFFF_FFF0).raw(b"\0\1").buf)
     add(b"lengths/meta_4gb", bytes(meta_huge), frozenset({"truncated", "malformed"}))
     add(b"lengths/meta_undefined", b"\0" * 128 + b"DICM" + bytes(W().head(0x0002_0001, b"OB", UNDEF).raw(b"\0\1" * 8).buf), frozenset({"malformed", "truncated"}))
-    add(b"lengths/short_ffff", _hand(lambda w: w.head(0x0008_103E, b"LO", 0xFFFF).raw(b"x" * 100)), truncated)
+    # No LO is 65535 bytes long: a wanted value that claims so and runs past
+    # the end has a damaged length (malformed), it was not cut; pydicom
+    # then reads the rest of the file into it and finds no series.
+    add(b"lengths/short_ffff", _hand(lambda w: w.head(0x0008_103E, b"LO", 0xFFFF).raw(b"x" * 100)), frozenset({"malformed", "no_series_uid"}))
     add(b"lengths/odd_item", _hand(lambda w: w.head(0x0008_1140, b"SQ", 25).item(7).el(0x0008_1155, b"UI", "1.2.3.4.5.6.7")))
     add(b"lengths/odd_sequence", _hand(lambda w: w.head(0x0008_1140, b"SQ", 21).item(UNDEF).el(0x0008_1155, b"UI", "1.2").item_end()))
     add(b"lengths/item_past_sequence", _hand(lambda w: w.head(0x0008_1140, b"SQ", 8).item(16).el(0x0008_1155, b"UI", "1.2.3.4")))

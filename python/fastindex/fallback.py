@@ -95,6 +95,10 @@ class _Reader:
 
     def element(self, path: tuple[int, ...]):
         ds = self.ds
+        if path[0] >> 16 == 0x0002:  # a meta group element, not the data set's
+            ds = getattr(ds, "file_meta", None)
+            if ds is None:
+                return None
         for tag in path[:-1]:
             seq = ds.get(tag)
             if seq is None or seq.VR != "SQ" or not seq.value:
@@ -283,9 +287,12 @@ def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dic
             out[f.name] = folder_of(display)
         else:
             out[f.name] = reader.field(f, ts)
+    # A DICOMDIR, named by the meta group or by SOPClassUID (sop_class_uid
+    # is SOPClassUID, or the meta group's when it is empty), is never an
+    # instance; any other object without a series is not one either.
+    if MEDIA_STORAGE_DIRECTORY in (_meta_text(ds, "MediaStorageSOPClassUID"), out["sop_class_uid"]):
+        raise NotIndexed("dicomdir", "a DICOMDIR (media storage directory), not an instance")
     if not out["series"]:
-        if _meta_text(ds, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
-            raise NotIndexed("dicomdir", "a DICOMDIR (media storage directory), not an instance")
         raise NotIndexed("no_series_uid", "DICOM object without SeriesInstanceUID")
     for name, tag, vr, multi in extras:
         out[name] = reader.extra(tag, vr, multi)
@@ -293,16 +300,38 @@ def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dic
 
 
 #: top-level tags that make a bare data set (no preamble, no meta) DICOM
-#: to the fast path too: the first tag of every source, and the charset
-_WANTED = frozenset({p[0] for f in FIELDS for p in f.sources} | {0x00080005})
+#: to the fast path too: the first tag of every source in the data set (not
+#: the meta group's), and the charset
+_WANTED = frozenset({p[0] for f in FIELDS for p in f.sources if p[0] >> 16 != 0x0002} | {0x00080005})
 
 NOT_DICOM = "neither a DICOM Part 10 file nor a bare data set"
 
 
+def _capitals(b: bytes) -> bool:
+    return len(b) == 2 and all(0x41 <= c <= 0x5A for c in b)
+
+
 def _part10(path) -> bool:
+    """Does the file start as DICOM Part 10 (a preamble, or a meta group in
+    explicit VR)? Raises not_dicom, as the fast path decides, for a file
+    with neither that does not start as a data set either: a first group
+    in 0000-0010 (even), and no first element in group 0002 that is not in
+    explicit VR (a raw RLE stream starts `02 00 00 00`)."""
     with _open(path) as f:
         head = f.read(132)
-    return head[128:132] == b"DICM" or head[:2] == b"\x02\x00"
+    if head[128:132] == b"DICM":
+        return True
+    if head[:2] == b"\x02\x00" and len(head) >= 6:
+        if _capitals(head[4:6]):
+            return True
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    if len(head) < 8:
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    le, be = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    small = lambda g: g <= 0x0010 and g % 2 == 0  # noqa: E731
+    if not (small(le) or (small(be) and _capitals(head[4:6]))):
+        raise NotIndexed("not_dicom", NOT_DICOM)
+    return False
 
 
 def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:

@@ -184,6 +184,10 @@ impl Input for Watched<'_> {
     fn overran(&mut self) -> io::Result<bool> {
         self.inner.overran()
     }
+
+    fn size(&mut self) -> Option<u64> {
+        self.inner.size()
+    }
 }
 
 /// The first bytes of a larger object (what a ranged fetch has so far):
@@ -230,5 +234,9 @@ impl Input for Prefix {
 
     fn overran(&mut self) -> io::Result<bool> {
         Ok(self.pos > self.size)
+    }
+
+    fn size(&mut self) -> Option<u64> {
+        Some(self.size)
     }
 }
