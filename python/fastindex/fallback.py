@@ -94,7 +94,7 @@ class _Reader:
         self.warnings = 0
 
     def element(self, path: tuple[int, ...]):
-        ds = self.ds
+        ds: Any = self.ds
         if path[0] >> 16 == 0x0002:  # a meta group element, not the data set's
             ds = getattr(ds, "file_meta", None)
             if ds is None:
