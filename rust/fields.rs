@@ -25,7 +25,7 @@ pub enum Kind {
     Number,
     /// Several DS numbers; null when absent or any is unparsable.
     Numbers,
-    /// AcquisitionNumber as text; "default" when absent.
+    /// AcquisitionNumber as text; `DEFAULT_SUBSERIES` when absent.
     Subseries,
     /// Distinct SOPInstanceUIDs in a subseries (computed, subseries only).
     Count,
@@ -206,6 +206,9 @@ pub static FIELDS: &[Field] = &[
     ),
     field!("transfer_syntax", TransferSyntax, Instance, []),
 ];
+
+/// The subseries of a file without an AcquisitionNumber (the dictionary).
+pub const DEFAULT_SUBSERIES: &str = "default";
 
 /// Index of a field by name; the table is static, so a miss is a bug in
 /// this crate, caught by the unit test below rather than at run time.

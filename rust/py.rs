@@ -546,6 +546,25 @@ fn field_table(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     Ok(out)
 }
 
+/// Text trimmed as the dictionary says: each value's leading spaces and
+/// trailing spaces and NULs.
+#[pyfunction]
+fn trim_values(text: &str) -> String {
+    crate::decode::trim_values(text)
+}
+
+/// One DS/IS-like number by the reader's grammar, or None.
+#[pyfunction]
+fn parse_ds(text: &str) -> Option<f64> {
+    crate::decode::parse_ds(text)
+}
+
+/// The `folder` of a display path.
+#[pyfunction]
+fn folder_of(display: PathBuf) -> OsString {
+    output::folder_of(display.as_os_str()).to_owned()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
@@ -561,6 +580,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         reasons.append((r.name, r.category.name(), r.falls_back, r.limit, r.meaning))?;
     }
     m.add("REASONS", reasons)?;
+    // The rules the pydicom fallback shares with the fast path.
+    m.add("DEFAULT_SUBSERIES", crate::fields::DEFAULT_SUBSERIES)?;
+    m.add("MAX_INFLATED", crate::header::MAX_INFLATED)?;
+    m.add(
+        "MEDIA_STORAGE_DIRECTORY",
+        crate::header::MEDIA_STORAGE_DIRECTORY,
+    )?;
+    m.add_function(wrap_pyfunction!(trim_values, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_ds, m)?)?;
+    m.add_function(wrap_pyfunction!(folder_of, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     crate::testbytes::register(m)?;
     Ok(())

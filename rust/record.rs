@@ -165,7 +165,11 @@ impl Ctx<'_> {
             Kind::Uid => Value::Str(self.first_text(slots, Strip::Python)?),
             Kind::Subseries => {
                 let t = self.first_text(slots, Strip::Integer)?;
-                Value::Str(if t.is_empty() { "default".into() } else { t })
+                Value::Str(if t.is_empty() {
+                    crate::fields::DEFAULT_SUBSERIES.into()
+                } else {
+                    t
+                })
             }
             Kind::Number => Value::Num(match self.numbers(slots[0])? {
                 Some(v) if v.len() == 1 => Some(v[0]),

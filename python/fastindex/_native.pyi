@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -13,6 +13,15 @@ FIELDS: list[tuple[str, str, list[list[int]], str]]
 
 #: (name, category, falls back to pydicom, a limit of the fallback, meaning)
 REASONS: list[tuple[str, str, bool, bool, str]]
+
+# The rules the pydicom fallback shares with the fast path
+DEFAULT_SUBSERIES: str
+MAX_INFLATED: int
+MEDIA_STORAGE_DIRECTORY: str
+
+def trim_values(text: str) -> str: ...
+def parse_ds(text: str) -> float | None: ...
+def folder_of(display: _Path) -> str: ...
 
 #: (name, tag, vr, multi): an extra tag as `tags.resolve` makes it
 _Extra = tuple[str, int, str, bool]

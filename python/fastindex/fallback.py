@@ -12,7 +12,6 @@ import dataclasses
 import io
 import logging
 import os
-import re
 import stat
 import threading
 import zlib
@@ -26,6 +25,7 @@ from pydicom.filereader import read_dataset as read_dataset_from
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from . import _native
 from .fields import FIELDS, Field
 from .outcomes import NotIndexed
 
@@ -34,12 +34,11 @@ from .outcomes import NotIndexed
 #: that pydicom would walk for minutes.
 READ_LIMIT = 64 * 1024 * 1024
 
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+MEDIA_STORAGE_DIRECTORY = _native.MEDIA_STORAGE_DIRECTORY
 
 #: (name, tag, vr, multi) of an extra top-level tag
 Extra = tuple[str, int, str, bool]
 
-_DS = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class _Capped:
@@ -72,8 +71,10 @@ class _Capped:
         return self._f.tell()
 
 
-def _trim(s: str) -> str:
-    return "\\".join(p.lstrip(" ").rstrip(" \0") for p in s.split("\\"))
+# The dictionary's rules are the fast path's own, from the native module:
+# trimming, the number grammar, folder, the default subseries.
+_trim = _native.trim_values
+folder_of = _native.folder_of
 
 
 def _text(value: Any) -> str:
@@ -128,9 +129,8 @@ class _Reader:
             return None
         out = []
         for part in text.split("\\"):
-            part = part.strip(" \0")
-            v = float(part) if _DS.fullmatch(part) else None
-            if v is None or v != v or v in (float("inf"), float("-inf")):
+            v = _native.parse_ds(part.strip(" \0"))
+            if v is None:
                 self.warnings += 1
                 return None
             out.append(v)
@@ -183,7 +183,7 @@ class _Reader:
         if f.kind in ("text", "code", "uid"):
             return self.first_text(f)
         if f.kind == "subseries":
-            return self.first_text(f) or "default"
+            return self.first_text(f) or _native.DEFAULT_SUBSERIES
         if f.kind == "numbers":
             return self.numbers(f)
         if f.kind == "number":
@@ -253,10 +253,10 @@ def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Data
                 raise _too_large()
             return ds
         # pydicom would inflate the whole rest of the file in one call, as
-        # large as a hostile file makes it; inflate at most READ_LIMIT here.
+        # large as a hostile file makes it; inflate at most what the fast path inflates.
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        inflated = inflater.decompress(fp.read(), READ_LIMIT)
-        if capped.hit or (len(inflated) == READ_LIMIT and inflater.unconsumed_tail):
+        inflated = inflater.decompress(fp.read(), _native.MAX_INFLATED)
+        if capped.hit or (len(inflated) == _native.MAX_INFLATED and inflater.unconsumed_tail):
             raise _too_large()
         inner = read_dataset_from(DicomBytesIO(inflated), False, True, stop_when=stop)  # type: ignore[arg-type]
         out = FileDataset(str(path), inner, preamble=preamble, file_meta=meta)
@@ -266,11 +266,6 @@ def read_dataset(path: str | os.PathLike, last_wanted: int = 0xFFFFFFFF) -> Data
 
 def _too_large() -> NotIndexed:
     return NotIndexed("too_large", f"the header runs past {READ_LIMIT >> 20} MiB, more than the fallback reads")
-
-
-def folder_of(display: str) -> str:
-    head, sep, _ = display.rpartition("/")
-    return (head or "/") if sep else "."
 
 
 def record(ds: Dataset, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
