@@ -14,8 +14,8 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 use fastindex::aggregate::Aggregator;
-use fastindex::fields::{Kind, FIELDS};
-use fastindex::record::{Record, Value};
+use fastindex::extract::fields::{Kind, FIELDS};
+use fastindex::extract::record::{Record, Value};
 
 const ROOT: &str = "1.2.826.0.1.3680043.8.498.";
 

@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use fastindex::aggregate::Aggregator;
+use fastindex::extract::schema::Schema;
 use fastindex::output::{ndjson, Subseries};
 use fastindex::pipeline::{falls_back, lock, Options, Pipeline};
-use fastindex::schema::Schema;
 use fastindex::sources::walk::{Filter, Root, Walk};
 use fastindex::sources::Files;
 

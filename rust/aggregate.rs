@@ -55,7 +55,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use crate::record::Record;
+use crate::extract::record::Record;
 use blob::{decode, encode, key_only, path_of, text_of, Text, View, KEY, SOP};
 pub use links::Links;
 use links::Resolver;

@@ -18,7 +18,7 @@
 //! use std::sync::{Arc, Mutex};
 //! use fastindex::aggregate::Aggregator;
 //! use fastindex::pipeline::{Options, Pipeline};
-//! use fastindex::schema::Schema;
+//! use fastindex::extract::schema::Schema;
 //! use fastindex::sources::{walk::{Filter, Root, Walk}, Files};
 //!
 //! let schema = Arc::new(Schema::new(Vec::new()).expect("the field table"));
@@ -35,23 +35,16 @@
 //! ```
 
 pub mod aggregate;
-pub mod decode;
-pub mod error;
-pub mod fields;
-pub mod header;
+pub mod dicom;
+pub mod extract;
 pub mod outcome;
 pub mod output;
 pub mod pipeline;
-pub mod reader;
-pub mod record;
-pub mod schema;
-pub mod source;
 pub mod sources;
-pub mod stream;
 pub mod testbytes;
 
 #[cfg(feature = "python")]
-mod py;
+mod python;
 
 #[cfg(test)]
 mod tests;

@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use crate::aggregate::Aggregator;
-use crate::error::{Error, Result};
+use crate::dicom::elements::Collected;
+use crate::dicom::error::{Error, Result};
+use crate::extract::record::{Outcome, Record};
+use crate::extract::schema::Schema;
 use crate::outcome;
-use crate::record::{Outcome, Record};
-use crate::schema::Schema;
 use crate::sources::{read_entry, Ahead, Entry, Fetch, Found, Listing};
-use crate::stream::Collected;
 
 /// Batches queued between the listing and the readers: also how far ahead
 /// of the parsers the ahead stage may read.
@@ -487,9 +487,9 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::source::Input;
+    use crate::dicom::elements::Encoding;
+    use crate::dicom::input::Input;
     use crate::sources::{files, Prefix};
-    use crate::stream::Encoding;
     use crate::testbytes::DataSetWriter as W;
     use crate::tests::{ct, deflate, part10, read, t};
 

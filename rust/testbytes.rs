@@ -7,7 +7,7 @@
 //! Which VRs get the long explicit header (2 reserved bytes, 4-byte length)
 //! is `stream::long_length`: the reader's own rule, in one place.
 
-use crate::stream::{long_length, Encoding};
+use crate::dicom::elements::{long_length, Encoding};
 
 /// An undefined length (sequences and items ended by a delimiter).
 pub const UNDEF: u32 = 0xFFFF_FFFF;
@@ -137,7 +137,7 @@ mod python {
     use pyo3::types::{PyBytes, PyString};
 
     use super::UNDEF;
-    use crate::stream::{long_length, Encoding};
+    use crate::dicom::elements::{long_length, Encoding};
 
     /// Bytes as given, or text as latin-1 (one byte per character, so a
     /// test can write any byte; characters past U+00FF are an error).

@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use crate::error::Error;
-use crate::fields::index_of;
-use crate::reader::read_bytes;
-use crate::record::{Outcome, Record, Value};
-use crate::schema::Schema;
-use crate::stream::{Collected, Encoding, MAX_DEPTH};
+use crate::dicom::elements::{Collected, Encoding, MAX_DEPTH};
+use crate::dicom::error::Error;
+use crate::dicom::reader::read_bytes;
+use crate::extract::fields::index_of;
+use crate::extract::record::{Outcome, Record, Value};
+use crate::extract::schema::Schema;
 use crate::testbytes::{self, DataSetWriter, UNDEF};
 
 pub(crate) const fn t(g: u16, e: u16) -> u32 {
@@ -373,7 +373,7 @@ fn corrupt_deflate_stream_is_malformed() {
 fn inflating_is_bounded() {
     // An unwanted value larger than MAX_INFLATED, then the wanted tags: a
     // few hundred KB that would inflate without end.
-    let big = crate::header::MAX_INFLATED as u32 + (1 << 20);
+    let big = crate::dicom::preamble::MAX_INFLATED as u32 + (1 << 20);
     let mut w = DataSetWriter::new(Encoding::EXPLICIT_LE);
     w.el(t(0x0008, 0x0018), b"UI", "1.2")
         .head(t(0x0009, 0x1010), b"OB", big);
@@ -410,7 +410,7 @@ fn meta_value_running_past_the_end_of_a_file_is_truncated() {
         let mut data = bytes.clone();
         data.extend_from_slice(tail);
         std::fs::write(&path, &data).unwrap();
-        let r = crate::reader::read_path(&schema, &path, &mut Collected::default());
+        let r = crate::dicom::reader::read_path(&schema, &path, &mut Collected::default());
         assert!(
             matches!(r, Err(Error::Truncated(_))),
             "{name}: {:?}",
@@ -433,7 +433,7 @@ fn meta_value_running_past_the_end_of_a_file_is_truncated() {
 
 /// Read `bytes` from a file and from memory: the same outcome either way.
 fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
-    let show = |r: crate::error::Result<Outcome>| match r {
+    let show = |r: crate::dicom::error::Result<Outcome>| match r {
         Ok(Outcome::Indexed(r)) => format!("indexed {:?}", r.values),
         Ok(Outcome::Skipped { reason, .. }) => reason.to_string(),
         Err(e) => e.reason().to_string(),
@@ -441,7 +441,7 @@ fn read_both(name: &str, bytes: &[u8]) -> (String, String) {
     let schema = Schema::new(Vec::new()).unwrap();
     let path = std::env::temp_dir().join(format!("fastindex-test-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
-    let from_file = show(crate::reader::read_path(
+    let from_file = show(crate::dicom::reader::read_path(
         &schema,
         &path,
         &mut Collected::default(),
@@ -522,7 +522,7 @@ fn lengths_past_their_container_are_malformed_in_file_and_memory() {
 
 #[test]
 fn extras_are_typed_as_their_blank_says() {
-    use crate::schema::Extra;
+    use crate::extract::schema::Extra;
     use std::mem::discriminant;
     let extra = |name: &str, tag: u32, vr: &[u8; 2], multi: bool| Extra {
         name: name.into(),
@@ -740,11 +740,11 @@ fn character_sets_pydicom_fails_on_are_declined() {
     assert!(read(w.bytes()).unwrap_err().starts_with("unsupported"));
     // pydicom's spelling fixes: ISO-IR 100 is ISO_IR 100.
     assert!(matches!(
-        crate::decode::codec_for(Some(b"ISO-IR 192")),
-        Ok(crate::decode::TextCodec::Utf8)
+        crate::dicom::text::codec_for(Some(b"ISO-IR 192")),
+        Ok(crate::dicom::text::TextCodec::Utf8)
     ));
     // A leading space is not trimmed (pydicom asks Python's codecs).
-    assert!(crate::decode::codec_for(Some(b" ISO_IR 192")).is_err());
+    assert!(crate::dicom::text::codec_for(Some(b" ISO_IR 192")).is_err());
 }
 
 #[test]

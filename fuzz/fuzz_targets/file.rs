@@ -8,10 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use fastindex::reader::{read_bytes, read_path};
-use fastindex::record::Outcome;
-use fastindex::schema::Schema;
-use fastindex::stream::Collected;
+use fastindex::dicom::reader::{read_bytes, read_path};
+use fastindex::extract::record::Outcome;
+use fastindex::extract::schema::Schema;
+use fastindex::dicom::elements::Collected;
 use libfuzzer_sys::fuzz_target;
 
 fn schema() -> &'static Schema {
@@ -31,7 +31,7 @@ fn scratch() -> &'static (PathBuf, File) {
     })
 }
 
-fn summary(r: fastindex::error::Result<Outcome>) -> String {
+fn summary(r: fastindex::dicom::error::Result<Outcome>) -> String {
     match r {
         Ok(Outcome::Indexed(rec)) => format!("indexed {:?} {:?} {}", rec.values, rec.extras, rec.warnings),
         Ok(Outcome::Skipped { reason, .. }) => format!("skipped {reason}"),

@@ -5,10 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::OnceLock;
 
-use fastindex::reader::read_bytes;
-use fastindex::record::Outcome;
-use fastindex::schema::{Extra, Schema};
-use fastindex::stream::Collected;
+use fastindex::dicom::reader::read_bytes;
+use fastindex::extract::record::Outcome;
+use fastindex::extract::schema::{Extra, Schema};
+use fastindex::dicom::elements::Collected;
 use libfuzzer_sys::fuzz_target;
 
 /// No allocation may be sized by a declared length: the reader caps every

@@ -1,4 +1,4 @@
-"""Types of the Rust extension (rust/py.rs). Checked against the module by
+"""Types of the Rust extension (rust/python.rs). Checked against the module by
 mypy's stubtest in `make test`."""
 
 from collections.abc import Sequence

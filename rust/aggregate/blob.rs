@@ -11,8 +11,8 @@
 use std::cmp::Ordering;
 use std::sync::OnceLock;
 
-use crate::fields::{Kind, Scope, FIELDS};
-use crate::record::{Record, Value};
+use crate::extract::fields::{Kind, Scope, FIELDS};
+use crate::extract::record::{Record, Value};
 
 /// Where the aggregator's fields sit in `FIELDS` (checked by a test).
 pub const PATIENT: usize = 0;

@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::blob::{body_fields, check, path_of, put_bytes, put_varint, Cursor, View};
 use super::sops::{Sop, Sops};
 use super::{key_order, Aggregator, Error, ExtraSig, Group, Open, Rep};
-use crate::fields::FIELDS;
+use crate::extract::fields::FIELDS;
 
 const MAGIC: [u8; 8] = *b"\x89FIAGG\r\n";
 const VERSION: u32 = 1;

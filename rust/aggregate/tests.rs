@@ -7,9 +7,9 @@ use std::path::Path;
 
 use super::blob::{self, Cursor, Text};
 use super::{Aggregator, Error, ExtraSig};
-use crate::fields::{index_of, FIELDS};
-use crate::record::{Outcome, Record, Value};
-use crate::schema::{Extra, Schema};
+use crate::extract::fields::{index_of, FIELDS};
+use crate::extract::record::{Outcome, Record, Value};
+use crate::extract::schema::{Extra, Schema};
 
 fn rec(series: &str, sub: &str, sop: &str, modality: &str, refs: [&str; 3], frame: &str) -> Record {
     let mut values: Vec<Value> = FIELDS.iter().map(|_| Value::Str(String::new())).collect();
@@ -139,7 +139,7 @@ fn field_indices_are_the_tables() {
         blob::REFERENCES.map(at),
         ["reference_ct", "reference_rs", "reference_pl"]
     );
-    assert_eq!(blob::SERIES, crate::record::SERIES);
+    assert_eq!(blob::SERIES, crate::extract::record::SERIES);
     // What a subseries record shows from its representative is stored.
     for name in [
         "study_description",
@@ -391,7 +391,7 @@ fn real_records() -> Vec<(Record, String)> {
                 stack.push(p);
                 continue;
             }
-            let r = crate::reader::read_path(&schema, &p, &mut Default::default());
+            let r = crate::dicom::reader::read_path(&schema, &p, &mut Default::default());
             if let Ok(Outcome::Indexed(r)) = r {
                 let name = p.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
                 if out.len() % 3 == 0 {

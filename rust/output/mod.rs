@@ -11,9 +11,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::aggregate::Links;
-use crate::fields::{Kind, Scope, FIELDS};
-use crate::record::{Record, Value};
-use crate::schema::Schema;
+use crate::extract::fields::{Kind, Scope, FIELDS};
+use crate::extract::record::{Record, Value};
+use crate::extract::schema::Schema;
 
 /// One column's value.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 
 use super::{columns, names, Cell, Subseries};
-use crate::record::Record;
-use crate::schema::Schema;
+use crate::extract::record::Record;
+use crate::extract::schema::Schema;
 
 /// Which encoder's bytes to match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,12 +22,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use crate::error::{Error, Result};
-use crate::reader;
-use crate::record::Outcome;
-use crate::schema::Schema;
-use crate::source::{FileInput, Input, NeedBytes};
-use crate::stream::Collected;
+use crate::dicom::elements::Collected;
+use crate::dicom::error::{Error, Result};
+use crate::dicom::input::{FileInput, Input, NeedBytes};
+use crate::dicom::reader;
+use crate::extract::record::Outcome;
+use crate::extract::schema::Schema;
 
 /// What the listing found at one path.
 #[derive(Debug)]

@@ -172,7 +172,7 @@ mod linux {
     }
 
     fn open(path: &Path) -> Option<File> {
-        crate::reader::open(path).ok()
+        crate::dicom::reader::open(path).ok()
     }
 
     /// Is the first page of the file in the page cache? A file that cannot

@@ -4,7 +4,7 @@
 
 use encoding_rs::Encoding as Charset;
 
-use crate::error::{Error, Result};
+use crate::dicom::error::{Error, Result};
 
 /// How text values of one file are decoded.
 #[derive(Clone, Copy, Debug)]

@@ -5,12 +5,12 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::error::Result;
-use crate::header;
-use crate::record::{self, Outcome};
-use crate::schema::Schema;
-use crate::source::{FileInput, Input, Source};
-use crate::stream::Collected;
+use crate::dicom::elements::Collected;
+use crate::dicom::error::Result;
+use crate::dicom::input::{FileInput, Input, Source};
+use crate::dicom::preamble;
+use crate::extract::record::{self, Outcome};
+use crate::extract::schema::Schema;
 
 /// Open for reading without blocking: the walker only hands over regular
 /// files, but one swapped for a FIFO since must not hang the worker
@@ -35,13 +35,13 @@ pub fn read_input<'a>(
     out: &mut Collected,
 ) -> Result<Outcome> {
     let mut src = Source::with_buffer(input, std::mem::take(&mut out.buffer));
-    let info = header::read(&mut src, schema, out);
+    let info = preamble::read(&mut src, schema, out);
     out.buffer = src.into_buffer();
     record::build(schema, out, &info?)
 }
 
 /// The same for bytes in memory (tests, fuzzing).
 pub fn read_bytes(schema: &Schema, bytes: &[u8], out: &mut Collected) -> Result<Outcome> {
-    let info = header::read(&mut Source::from_slice(bytes), schema, out)?;
+    let info = preamble::read(&mut Source::from_slice(bytes), schema, out)?;
     record::build(schema, out, &info)
 }

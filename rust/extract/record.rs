@@ -1,15 +1,15 @@
 //! One file's collected bytes to one per-file record, field by field from
 //! the table, or the reason the file is not an instance.
 
-use crate::decode::{
+use crate::dicom::elements::Collected;
+use crate::dicom::error::{Error, Result};
+use crate::dicom::preamble::{FileInfo, MEDIA_STORAGE_DIRECTORY};
+use crate::dicom::text::{
     codec_for, decode_text, latin1, parse_ds_values, python_strips, trim, trim_values, Numbers,
     TextCodec,
 };
-use crate::error::{Error, Result};
-use crate::fields::{Kind, FIELDS};
-use crate::header::{FileInfo, MEDIA_STORAGE_DIRECTORY};
-use crate::schema::Schema;
-use crate::stream::Collected;
+use crate::extract::fields::{Kind, FIELDS};
+use crate::extract::schema::Schema;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -166,7 +166,7 @@ impl Ctx<'_> {
             Kind::Subseries => {
                 let t = self.first_text(slots, Strip::Integer)?;
                 Value::Str(if t.is_empty() {
-                    crate::fields::DEFAULT_SUBSERIES.into()
+                    crate::extract::fields::DEFAULT_SUBSERIES.into()
                 } else {
                     t
                 })

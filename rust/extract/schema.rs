@@ -2,7 +2,7 @@
 //! extra top-level tags a user asked for) folded into a tree that the
 //! element stream consults at every element, plus the slots values land in.
 
-use crate::fields::{tag, Tag, FIELDS, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
+use crate::extract::fields::{tag, Tag, FIELDS, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
 
 const PIXEL_REPRESENTATION: Tag = tag(0x0028, 0x0103);
 
@@ -195,7 +195,7 @@ impl Schema {
         if slot < self.field_slot_count {
             PLAUSIBLE_FIELD
         } else {
-            crate::stream::MAX_VALUE
+            crate::dicom::elements::MAX_VALUE
         }
     }
 

@@ -10,11 +10,11 @@
 //! what the stream accepts, both read the same way. Defined-length values
 //! and sequences nobody wants are skipped by length, as pydicom does.
 
-use crate::decode::charset_raises;
-use crate::error::{Error, Result};
-use crate::fields::{Tag, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
-use crate::schema::{Entry, Node, Schema};
-use crate::source::Source;
+use crate::dicom::error::{Error, Result};
+use crate::dicom::input::Source;
+use crate::dicom::text::charset_raises;
+use crate::extract::fields::{Tag, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
+use crate::extract::schema::{Entry, Node, Schema};
 
 /// Deeper nesting than this is refused: real files stay far below it, and
 /// it bounds the recursion whatever the bytes say.

@@ -6,14 +6,14 @@ use std::io::{self, Read};
 
 use flate2::read::DeflateDecoder;
 
-use crate::decode::{latin1, python_space_byte, text_value, trim};
-use crate::error::{Error, Result};
-use crate::fields::MEDIA_STORAGE_SOP_CLASS_UID;
-use crate::schema::Schema;
-use crate::source::{Source, StreamInput};
-use crate::stream::{
+use crate::dicom::elements::{
     converts, known_vr, long_length, valid_vr, Collected, Encoding, Stream, MAX_VALUE,
 };
+use crate::dicom::error::{Error, Result};
+use crate::dicom::input::{Source, StreamInput};
+use crate::dicom::text::{latin1, python_space_byte, text_value, trim};
+use crate::extract::fields::MEDIA_STORAGE_SOP_CLASS_UID;
+use crate::extract::schema::Schema;
 
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";

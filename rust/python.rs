@@ -13,14 +13,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::aggregate::{Aggregator as Core, Error as AggError, ExtraSig, Finished, Key};
-use crate::fields::FIELDS;
+use crate::dicom::elements::Collected;
+use crate::extract::fields::FIELDS;
+use crate::extract::record::{Outcome, Record, Value};
+use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
-use crate::record::{Outcome, Record, Value};
-use crate::schema::{Extra, Schema as CoreSchema};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
 use crate::sources::{Entry, Files};
-use crate::stream::Collected;
 
 create_exception!(
     _native,
@@ -550,13 +550,13 @@ fn field_table(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 /// trailing spaces and NULs.
 #[pyfunction]
 fn trim_values(text: &str) -> String {
-    crate::decode::trim_values(text)
+    crate::dicom::text::trim_values(text)
 }
 
 /// One DS/IS-like number by the reader's grammar, or None.
 #[pyfunction]
 fn parse_ds(text: &str) -> Option<f64> {
-    crate::decode::parse_ds(text)
+    crate::dicom::text::parse_ds(text)
 }
 
 /// The `folder` of a display path.
@@ -581,11 +581,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("REASONS", reasons)?;
     // The rules the pydicom fallback shares with the fast path.
-    m.add("DEFAULT_SUBSERIES", crate::fields::DEFAULT_SUBSERIES)?;
-    m.add("MAX_INFLATED", crate::header::MAX_INFLATED)?;
+    m.add(
+        "DEFAULT_SUBSERIES",
+        crate::extract::fields::DEFAULT_SUBSERIES,
+    )?;
+    m.add("MAX_INFLATED", crate::dicom::preamble::MAX_INFLATED)?;
     m.add(
         "MEDIA_STORAGE_DIRECTORY",
-        crate::header::MEDIA_STORAGE_DIRECTORY,
+        crate::dicom::preamble::MEDIA_STORAGE_DIRECTORY,
     )?;
     m.add_function(wrap_pyfunction!(trim_values, m)?)?;
     m.add_function(wrap_pyfunction!(parse_ds, m)?)?;

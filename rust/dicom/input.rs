@@ -9,8 +9,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
-use crate::error::{Error, Result};
-use crate::stream::Scan;
+use crate::dicom::elements::Scan;
+use crate::dicom::error::{Error, Result};
 
 /// The first read. Most headers fit; a larger one costs one more read.
 pub const FIRST_READ: usize = 16 * 1024;
