@@ -86,14 +86,14 @@ pub const NOT_DICOM: Reason = reason(
 pub const TRUNCATED: Reason = reason(
     "truncated",
     Category::Error,
-    "the file ends inside the header",
+    "the file ends inside the header: the bytes stop inside an element or item whose declared lengths agree with everything around them",
 );
 pub const MALFORMED: Reason = Reason {
     falls_back: true,
     ..reason(
         "malformed",
         Category::Error,
-        "the header breaks the encoding rules, and pydicom could not read it either",
+        "the header breaks the encoding rules (a length past the item or sequence holding it, a wanted value far longer than any such value running past the end of the file, tags out of order), and pydicom could not read it either",
     )
 };
 pub const UNREADABLE: Reason = reason(
@@ -106,7 +106,7 @@ pub const UNSUPPORTED: Reason = Reason {
     ..reason(
         "unsupported",
         Category::Error,
-        "declined by the fast path, and pydicom could not read it either",
+        "declined by the fast path (DICOM it does not read exactly as pydicom would: a wanted value with a VR its tag does not allow, white space pydicom strips, a character set pydicom cannot read), and pydicom could not read it either",
     )
 };
 pub const TOO_LARGE: Reason = Reason {
