@@ -26,19 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import hostile  # noqa: E402  (the tests' raw element writer)
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-
-def declined(middle) -> bytes:
-    """A valid Part 10 file the fast path declines (ISO 2022 text in a
-    wanted field); `middle(w)` writes the private bulk."""
-    w = hostile.W()
-    w.el(0x0008_0005, b"CS", "ISO 2022 IR 87")
-    hostile._start(w)
-    w.el(0x0008_1030, b"LO", b"\x1b$B;3ED\x1b(B")
-    w.el(0x0009_0010, b"LO", "BOMB")
-    middle(w)
-    hostile._end(w)
-    return hostile.part10(ExplicitVRLittleEndian, bytes(w.buf))
-
+declined = hostile.declined
 
 def items(w, n: int = 7_500_000) -> None:
     w.head(0x0009_1010, b"SQ", hostile.UNDEF)

@@ -221,6 +221,20 @@ def _hand(middle, *, explicit: bool = True, little: bool = True, series: str = "
     return part10(ts, bytes(w.buf))
 
 
+def declined(middle) -> bytes:
+    """A valid Part 10 file the fast path declines (ISO 2022 text in a
+    wanted field), so that pydicom reads it; `middle(w)` writes private
+    elements into it (the fallback's tests and bench/fallback_bombs.py)."""
+    w = W()
+    w.el(0x0008_0005, b"CS", "ISO 2022 IR 87")
+    _start(w)
+    w.el(0x0008_1030, b"LO", b"\x1b$B;3ED\x1b(B")
+    w.el(0x0009_0010, b"LO", "BOMB")
+    middle(w)
+    _end(w)
+    return part10(ExplicitVRLittleEndian, bytes(w.buf))
+
+
 def _nested(levels: int, *, defined: bool, wanted: bool) -> bytes:
     """Sequences nested `levels` deep, in (0008,1140) (wanted: the stream
     descends its first item) or a private tag (skipped: walked only when

@@ -19,23 +19,11 @@ import fastindex
 import hostile
 import pytest
 from fastindex.write import _host
-from pydicom.uid import ExplicitVRLittleEndian
 
 CT = hostile._hand(lambda w: None)
 
 
-def declined(middle) -> bytes:
-    """A valid file the fast path declines (ISO 2022 text in a wanted
-    field) with `middle(w)` written among its private elements."""
-    w = hostile.W()
-    w.el(0x0008_0005, b"CS", "ISO 2022 IR 87")
-    hostile._start(w)
-    w.el(0x0008_1030, b"LO", b"\x1b$B;3ED\x1b(B")
-    w.el(0x0009_0010, b"LO", "BOMB")
-    middle(w)
-    hostile._end(w)
-    return hostile.part10(ExplicitVRLittleEndian, bytes(w.buf))
-
+declined = hostile.declined
 
 def empty_items(n: int):
     def write(w):
