@@ -25,7 +25,7 @@ DATA = Path(__file__).resolve().parent / "data"
 def example() -> Path:
     cargo = shutil.which("cargo")
     if cargo is None:
-        pytest.skip("cargo is not installed")
+        pytest.fail("cargo is needed to build the example (make test builds with it)")
     # `cargo test` builds the examples already: this is usually a no-op.
     subprocess.run([cargo, "build", "--quiet", "--example", "index"], cwd=ROOT, check=True)
     return ROOT / "target" / "debug" / "examples" / "index"
