@@ -68,6 +68,13 @@ impl Schema {
         })
     }
 
+    /// The last top-level tag the schema wants: reading stops past it (the
+    /// fast path's stop rule, which the pydicom fallback uses too).
+    #[getter]
+    fn last_wanted(&self) -> u32 {
+        self.inner.root.max_tag()
+    }
+
     /// Pickled as its extras (an Aggregator pickles with its schema).
     #[allow(clippy::type_complexity)]
     fn __reduce__<'py>(

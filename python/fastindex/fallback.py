@@ -9,6 +9,7 @@ numbers, blanks) is applied on top.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -329,9 +330,15 @@ def _part10(path) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def _last_wanted(extras: tuple[Extra, ...]) -> int:
+    """Where reading stops: the fast path's rule, from its own schema."""
+    return _native.Schema(list(extras)).last_wanted
+
+
 def read_record(path: str | os.PathLike, display: str, extras: Sequence[Extra] = ()) -> tuple[dict, int]:
     """Read one file with pydicom; raises NotIndexed when it gives no record."""
-    last_wanted = max([p[0] for f in FIELDS for p in f.sources] + [e[1] for e in extras])
+    last_wanted = _last_wanted(tuple(extras))
     try:
         part10 = _part10(path)
         ds = read_dataset(path, last_wanted)
