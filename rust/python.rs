@@ -121,6 +121,35 @@ impl Fold for PyFold {
     }
 }
 
+/// An entry that gave no record, or an indexed file with warnings (reason
+/// "warning"): what the fallback and `--errors` need, by name.
+#[pyclass(frozen, module = "fastindex._native")]
+struct Problem {
+    /// The path to open.
+    #[pyo3(get)]
+    path: Py<PyString>,
+    /// The path as records write it.
+    #[pyo3(get)]
+    display: Py<PyString>,
+    /// One of `REASONS`.
+    #[pyo3(get)]
+    reason: Py<PyString>,
+    #[pyo3(get)]
+    message: Py<PyString>,
+}
+
+#[pymethods]
+impl Problem {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Problem({}, {}: {})",
+            self.display.bind(py).repr()?,
+            self.reason.bind(py),
+            self.message.bind(py)
+        ))
+    }
+}
+
 type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64);
 
 /// A run: walk `roots`, a list of (path, display prefix), read every file
@@ -205,14 +234,13 @@ impl Pipeline {
         let mut batch: Batch = next.map_err(|f| RunFailed::new_err(f.to_string()))?;
         let problems = PyList::empty(py);
         for p in &batch.problems {
-            let t: Bound<'py, PyTuple> = (
-                p.path.as_os_str(),
-                p.display.as_os_str(),
-                p.reason,
-                p.message.as_str(),
-            )
-                .into_pyobject(py)?;
-            problems.append(t)?;
+            let problem = Problem {
+                path: p.path.as_os_str().into_pyobject(py)?.unbind(),
+                display: p.display.as_os_str().into_pyobject(py)?.unbind(),
+                reason: PyString::intern(py, p.reason).unbind(),
+                message: PyString::new(py, &p.message).unbind(),
+            };
+            problems.append(Bound::new(py, problem)?)?;
         }
         let dicts = if self.records {
             let schema = self.schema.get();
@@ -575,6 +603,7 @@ fn folder_of(display: PathBuf) -> OsString {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
+    m.add_class::<Problem>()?;
     m.add_class::<Pipeline>()?;
     m.add_class::<Aggregator>()?;
     m.add("RunFailed", m.py().get_type::<RunFailed>())?;

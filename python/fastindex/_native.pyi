@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -26,8 +26,19 @@ def folder_of(display: _Path) -> str: ...
 #: (name, tag, vr, multi): an extra tag as `tags.resolve` makes it
 _Extra = tuple[str, int, str, bool]
 _Path = str | bytes | PathLike[str] | PathLike[bytes]
-#: (path, display, reason, message) of an entry that gave no record
-_Problem = tuple[str, str, str, str]
+
+@final
+class Problem:
+    """An entry that gave no record, or an indexed file with warnings."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def display(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def message(self) -> str: ...
 
 class RunFailed(RuntimeError):
     """A thread of the run failed: the index would be incomplete."""
@@ -74,7 +85,7 @@ class Pipeline:
         exclude: Sequence[str] = ...,
         own: Sequence[tuple[int, int]] = ...,
     ) -> Pipeline: ...
-    def next_batch(self) -> tuple[list[dict[str, Any]] | None, list[_Problem], int, int] | None: ...
+    def next_batch(self) -> tuple[list[dict[str, Any]] | None, list[Problem], int, int] | None: ...
     def close(self) -> None: ...
 
 def roots(paths: Sequence[_Path], base: _Path | None = None) -> list[tuple[str, str]]: ...

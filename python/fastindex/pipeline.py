@@ -157,7 +157,8 @@ async def run(
             summary.warnings += warnings
             if dicts is not None and on_records is not None:
                 on_records(dicts)
-            for path, display, reason, message in problems:
+            for p in problems:
+                path, display, reason, message = p.path, p.display, p.reason, p.message
                 if reason == WARNING:  # indexed, and counted in `warnings` already
                     if on_problem:
                         on_problem(display, reason, message)
