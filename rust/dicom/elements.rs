@@ -14,7 +14,7 @@ use crate::dicom::error::{Error, Result};
 use crate::dicom::input::Source;
 use crate::dicom::text::charset_raises;
 use crate::extract::fields::{Tag, PIXEL_DATA, SPECIFIC_CHARACTER_SET};
-use crate::extract::schema::{Entry, Node, Schema};
+use crate::extract::schema::{Node, Schema, Want};
 
 /// Deeper nesting than this is refused: real files stay far below it, and
 /// it bounds the recursion whatever the bytes say.
@@ -101,7 +101,7 @@ impl Collected {
     }
 }
 
-struct Header {
+struct ElementHead {
     tag: Tag,
     /// The VR as written, or `None` in implicit VR and for item tags.
     vr: Option<[u8; 2]>,
@@ -228,7 +228,7 @@ impl Stream<'_, '_> {
     }
 
     #[inline(always)]
-    fn header(&mut self, enc: Encoding, limit: u64) -> Result<Header> {
+    fn header(&mut self, enc: Encoding, limit: u64) -> Result<ElementHead> {
         let t: [u8; 8] = match self.src.take_array() {
             Ok(t) => t,
             Err(e) => return Err(self.blame(e, 8, limit, "an element header")),
@@ -237,7 +237,7 @@ impl Stream<'_, '_> {
         let element = u16_in([t[2], t[3]], enc);
         let tag = ((group as u32) << 16) | element as u32;
         if group == 0xFFFE || !enc.explicit {
-            return Ok(Header {
+            return Ok(ElementHead {
                 tag,
                 vr: None,
                 len: u32_in([t[4], t[5], t[6], t[7]], enc),
@@ -260,7 +260,7 @@ impl Stream<'_, '_> {
         } else {
             u16_in([t[6], t[7]], enc) as u32
         };
-        Ok(Header {
+        Ok(ElementHead {
             tag,
             vr: Some(vr),
             len,
@@ -318,7 +318,7 @@ impl Stream<'_, '_> {
         let mut last: i64 = -1;
         let mut cursor = 0usize;
         // A wanted sequence was read here; PixelRepresentation here was one
-        // pydicom cannot convert (see `Entry::PixelRepresentation`).
+        // pydicom cannot convert (see `Want::PixelRepresentation`).
         let (mut sequences, mut bad_pixel_representation) = (false, false);
         loop {
             if let Some(end) = end {
@@ -368,7 +368,7 @@ impl Stream<'_, '_> {
                 wanted.get(cursor).filter(|w| w.0 == h.tag).map(|w| &w.1)
             });
             match entry {
-                Some(Entry::PixelRepresentation) => {
+                Some(Want::PixelRepresentation) => {
                     bad_pixel_representation = !converts(h.vr.unwrap_or(*b"US"), *b"US", h.len);
                     if bad_pixel_representation && sequences {
                         return Err(pixel_representation());
@@ -380,8 +380,8 @@ impl Stream<'_, '_> {
                         self.out.found_any = true;
                     }
                     match wanted {
-                        Entry::Leaf(slot) => self.leaf(&h, *slot, limit)?,
-                        Entry::Seq(child) if self.is_sequence(&h) => {
+                        Want::Leaf(slot) => self.leaf(&h, *slot, limit)?,
+                        Want::Seq(child) if self.is_sequence(&h) => {
                             if bad_pixel_representation {
                                 return Err(pixel_representation());
                             }
@@ -404,7 +404,7 @@ impl Stream<'_, '_> {
     /// Is this element a sequence to pydicom? SQ, UN of undefined length or
     /// shorter than UN_AS_BYTES (read as the dictionary's SQ), and in
     /// implicit VR every tag the schema wants as a sequence.
-    fn is_sequence(&self, h: &Header) -> bool {
+    fn is_sequence(&self, h: &ElementHead) -> bool {
         match h.vr {
             None => true,
             Some(vr) => {
@@ -413,7 +413,7 @@ impl Stream<'_, '_> {
         }
     }
 
-    fn leaf(&mut self, h: &Header, slot: usize, limit: u64) -> Result<()> {
+    fn leaf(&mut self, h: &ElementHead, slot: usize, limit: u64) -> Result<()> {
         let tag = h.tag;
         self.within(defined(h.len), limit, "a value")?;
         if h.len == UNDEFINED {
@@ -474,7 +474,7 @@ impl Stream<'_, '_> {
     /// A character set inside an item nobody wants: pydicom reads it as it
     /// reads the item, and fails on some (a NUL inside a term, a value
     /// that is not text).
-    fn nested_charset(&mut self, h: &Header, limit: u64) -> Result<()> {
+    fn nested_charset(&mut self, h: &ElementHead, limit: u64) -> Result<()> {
         self.within(defined(h.len), limit, "a value")?;
         if h.len == UNDEFINED || h.len > MAX_VALUE {
             return Err(charset_refused());
@@ -495,7 +495,13 @@ impl Stream<'_, '_> {
     /// The value, or the header alone when its length is undefined, must
     /// end within the item or sequence around it.
     #[inline(always)]
-    fn skip_value(&mut self, enc: Encoding, h: &Header, limit: u64, depth: usize) -> Result<()> {
+    fn skip_value(
+        &mut self,
+        enc: Encoding,
+        h: &ElementHead,
+        limit: u64,
+        depth: usize,
+    ) -> Result<()> {
         if h.len != UNDEFINED {
             self.within(h.len as u64, limit, "a value")?;
             return self.src.skip(h.len as u64);
@@ -509,7 +515,7 @@ impl Stream<'_, '_> {
     fn walk_undefined(
         &mut self,
         enc: Encoding,
-        h: &Header,
+        h: &ElementHead,
         limit: u64,
         depth: usize,
     ) -> Result<()> {

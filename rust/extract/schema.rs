@@ -10,11 +10,11 @@ const PIXEL_REPRESENTATION: Tag = tag(0x0028, 0x0103);
 /// wanted sequence), sorted, so that the stream can stop once past them.
 #[derive(Debug, Default)]
 pub struct Node {
-    entries: Vec<(Tag, Entry)>,
+    entries: Vec<(Tag, Want)>,
 }
 
 #[derive(Debug)]
-pub enum Entry {
+pub enum Want {
     /// A value to keep, in this slot.
     Leaf(usize),
     /// A sequence whose first item holds wanted values.
@@ -27,11 +27,11 @@ pub enum Entry {
 
 impl Node {
     /// Where a data set holds a wanted sequence, its PixelRepresentation
-    /// must be one pydicom converts (see `Entry::PixelRepresentation`).
+    /// must be one pydicom converts (see `Want::PixelRepresentation`).
     fn check_pixel_representation(&mut self) {
         let mut has_sequence = false;
         for (_, e) in &mut self.entries {
-            if let Entry::Seq(child) = e {
+            if let Want::Seq(child) = e {
                 child.check_pixel_representation();
                 has_sequence = true;
             }
@@ -42,7 +42,7 @@ impl Node {
                 .binary_search_by_key(&PIXEL_REPRESENTATION, |e| e.0)
             {
                 self.entries
-                    .insert(i, (PIXEL_REPRESENTATION, Entry::PixelRepresentation));
+                    .insert(i, (PIXEL_REPRESENTATION, Want::PixelRepresentation));
             }
         }
     }
@@ -53,7 +53,7 @@ impl Node {
     }
 
     /// The wanted tags in ascending order, for a forward-only cursor.
-    pub fn entries(&self) -> &[(Tag, Entry)] {
+    pub fn entries(&self) -> &[(Tag, Want)] {
         &self.entries
     }
 
@@ -63,17 +63,17 @@ impl Node {
             Ok(i) => i,
             Err(i) => {
                 let entry = if rest.is_empty() {
-                    Entry::Leaf(slot)
+                    Want::Leaf(slot)
                 } else {
-                    Entry::Seq(Node::default())
+                    Want::Seq(Node::default())
                 };
                 self.entries.insert(i, (first, entry));
                 i
             }
         };
         match (&mut self.entries[at].1, rest.is_empty()) {
-            (Entry::Seq(node), false) => node.insert(rest, slot),
-            (Entry::Leaf(s), true) if *s == slot => Ok(()),
+            (Want::Seq(node), false) => node.insert(rest, slot),
+            (Want::Leaf(s), true) if *s == slot => Ok(()),
             _ => Err(format!(
                 "({:04X},{:04X}) is wanted both as a value and as a sequence",
                 first >> 16,
