@@ -47,6 +47,9 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+from support.rt import RTDOSE_CLASS, RTPLAN_CLASS, RTSTRUCT_CLASS, rtdose_refs, rtplan_refs, rtstruct_refs  # noqa: E402
+
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root; fine for synthetic data
 IMPL_UID = UID_ROOT + "1.1"
 
@@ -54,12 +57,11 @@ SOP_CLASS = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
     "MR": "1.2.840.10008.5.1.4.1.1.4",
     "PT": "1.2.840.10008.5.1.4.1.1.128",
-    "RTSTRUCT": "1.2.840.10008.5.1.4.1.1.481.3",
-    "RTPLAN": "1.2.840.10008.5.1.4.1.1.481.5",
-    "RTDOSE": "1.2.840.10008.5.1.4.1.1.481.2",
+    "RTSTRUCT": RTSTRUCT_CLASS,
+    "RTPLAN": RTPLAN_CLASS,
+    "RTDOSE": RTDOSE_CLASS,
     "SEG": "1.2.840.10008.5.1.4.1.1.66.4",
 }
-STUDY_COMPONENT_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Mgmt (RT refs)
 
 VENDORS = ("SIEMENS", "GE MEDICAL SYSTEMS", "Philips")
 MODEL = {"SIEMENS": "SOMATOM Definition AS", "GE MEDICAL SYSTEMS": "LightSpeed16",
@@ -626,13 +628,7 @@ class PatientWriter:
         n = len(ct.positions)
         images = [ref(SOP_CLASS["CT"], ct.instance(i)) for i in range(n)]
         # the chain that reference_ct follows: FoR > study > series > UID
-        ds.ReferencedFrameOfReferenceSequence = [item(
-            FrameOfReferenceUID=ct.frame_uid,
-            RTReferencedStudySequence=[item(
-                ReferencedSOPClassUID=STUDY_COMPONENT_CLASS,
-                ReferencedSOPInstanceUID=study.uid,
-                RTReferencedSeriesSequence=[item(SeriesInstanceUID=ct.uid,
-                                                 ContourImageSequence=images)])])]
+        ds.update(rtstruct_refs(ct.frame_uid, study.uid, ct.uid, contour_images=images))
         names = ROI_NAMES
         ds.StructureSetROISequence = [item(ROINumber=k + 1, ReferencedFrameOfReferenceUID=ct.frame_uid,
                                            ROIName=name, ROIGenerationAlgorithm="MANUAL")
@@ -680,7 +676,7 @@ class PatientWriter:
         ds.FrameOfReferenceUID = ct.frame_uid
         ds.RTPlanLabel, ds.RTPlanName, ds.RTPlanGeometry = "PLAN1", self.site, "PATIENT"
         ds.RTPlanDate, ds.RTPlanTime = study.date, "130000"
-        ds.ReferencedStructureSetSequence = [ref(SOP_CLASS["RTSTRUCT"], rs_uid)]
+        ds.update(rtplan_refs(rs_uid))
         beams = self.rng.randrange(5, 10)
         ds.FractionGroupSequence = [item(
             FractionGroupNumber=1, NumberOfFractionsPlanned=self.rng.choice([5, 25, 35]),
@@ -713,7 +709,7 @@ class PatientWriter:
         s, ds = self.single(study, 5, "RTDOSE", "RTDOSE", vendor, ct.frame_uid)
         m, frames = max(8, self.cfg.matrix // 2), max(2, len(ct.positions) // 4)
         ds.FrameOfReferenceUID = ct.frame_uid
-        ds.ReferencedRTPlanSequence = [ref(SOP_CLASS["RTPLAN"], plan_uid)]
+        ds.update(rtdose_refs(plan_uid))
         ds.ImagePositionPatient = list(ct.positions[0])
         ds.ImageOrientationPatient = [*AXIAL[0], *AXIAL[1]]
         ds.PixelSpacing = [500.0 / m, 500.0 / m]

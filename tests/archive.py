@@ -57,6 +57,7 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
     SegmentationStorage,
 )
+from support.rt import rtdose_refs, rtplan_refs, rtstruct_refs
 
 # --------------------------------------------------------------------------
 # The record layout (dictionary.md "Fields, in order" and interface.md)
@@ -490,15 +491,6 @@ def _write_rt_and_seg(w: _Writer) -> None:
             ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=CT_SOP[1]
         )
 
-    rt_series = dataset(SeriesInstanceUID=CT_SERIES, ContourImageSequence=[ct_image()])
-    rt_study = dataset(
-        ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",
-        ReferencedSOPInstanceUID=STUDY_1,
-        RTReferencedSeriesSequence=[rt_series],
-    )
-    frame_ref = dataset(
-        FrameOfReferenceUID=CT_FRAME, RTReferencedStudySequence=[rt_study]
-    )
     rtstruct = dataset(
         SOPClassUID=RTStructureSetStorage,
         SOPInstanceUID=RS_SOP,
@@ -508,7 +500,7 @@ def _write_rt_and_seg(w: _Writer) -> None:
         SeriesInstanceUID=RS_SERIES,
         ReferencedImageSequence=[ct_image()],
         StructureSetLabel="RS1",
-        ReferencedFrameOfReferenceSequence=[frame_ref],
+        **rtstruct_refs(CT_FRAME, STUDY_1, CT_SERIES, contour_images=[ct_image()]),
         StructureSetROISequence=[
             dataset(
                 ROINumber=1,
@@ -548,11 +540,6 @@ def _write_rt_and_seg(w: _Writer) -> None:
         ),
     )
 
-    def rs_ref() -> Dataset:
-        return dataset(
-            ReferencedSOPClassUID=RTStructureSetStorage, ReferencedSOPInstanceUID=RS_SOP
-        )
-
     rtplan = dataset(
         SOPClassUID=RTPlanStorage,
         SOPInstanceUID=RP_SOP,
@@ -562,7 +549,7 @@ def _write_rt_and_seg(w: _Writer) -> None:
         SeriesInstanceUID=RP_SERIES,
         FrameOfReferenceUID=CT_FRAME,
         RTPlanLabel="PLAN1",
-        ReferencedStructureSetSequence=[rs_ref()],
+        **rtplan_refs(RS_SOP),
     )
     w.dicom(
         "p1/rtplan/RP.dcm",
@@ -593,12 +580,7 @@ def _write_rt_and_seg(w: _Writer) -> None:
         DoseUnits="GY",
         DoseType="PHYSICAL",
         DoseSummationType="PLAN",
-        ReferencedRTPlanSequence=[
-            dataset(
-                ReferencedSOPClassUID=RTPlanStorage, ReferencedSOPInstanceUID=RP_SOP
-            )
-        ],
-        ReferencedStructureSetSequence=[rs_ref()],
+        **rtdose_refs(RP_SOP, RS_SOP),
     )
     w.dicom(
         "p1/rtdose/RD.dcm",

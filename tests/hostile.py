@@ -51,6 +51,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
+from support.rt import RTDOSE_CLASS, RTSTRUCT_CLASS, rtdose_refs, rtstruct_refs
 
 SPARSE_SIZE = 12 * 2**30
 DEEP = 200
@@ -136,30 +137,26 @@ def _mr() -> Dataset:
 
 def _rtstruct() -> Dataset:
     ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ds.SOPClassUID = RTSTRUCT_CLASS
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.9.7433.2.3"
     ds.Modality = "RTSTRUCT"
     ds.PatientID = "HOSTILE-1"
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.9.7433.3.1"
     ds.SeriesInstanceUID = "1.2.826.0.1.3680043.9.7433.4.3"
-    series = _item(SeriesInstanceUID="1.2.826.0.1.3680043.9.7433.4.1")
-    study = _item(ReferencedSOPInstanceUID="1.2.826.0.1.3680043.9.7433.3.1", RTReferencedSeriesSequence=Sequence([series]))
-    frame = _item(FrameOfReferenceUID="1.2.826.0.1.3680043.9.7433.5.1", RTReferencedStudySequence=Sequence([study]))
-    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
+    ds.update(rtstruct_refs("1.2.826.0.1.3680043.9.7433.5.1", "1.2.826.0.1.3680043.9.7433.3.1", "1.2.826.0.1.3680043.9.7433.4.1", sop_classes=False))
     return ds
 
 
 def _rtdose() -> Dataset:
     ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
+    ds.SOPClassUID = RTDOSE_CLASS
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.9.7433.2.4"
     ds.Modality = "RTDOSE"
     ds.PatientID = "HOSTILE-1"
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.9.7433.3.1"
     ds.SeriesInstanceUID = "1.2.826.0.1.3680043.9.7433.4.4"
     ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.9.7433.5.1"
-    ds.ReferencedRTPlanSequence = Sequence([_item(ReferencedSOPInstanceUID="1.2.826.0.1.3680043.9.7433.2.6")])
-    ds.ReferencedStructureSetSequence = Sequence([_item(ReferencedSOPInstanceUID="1.2.826.0.1.3680043.9.7433.2.3")])
+    ds.update(rtdose_refs("1.2.826.0.1.3680043.9.7433.2.6", "1.2.826.0.1.3680043.9.7433.2.3", sop_classes=False))
     return ds
 
 

@@ -1,0 +1,1 @@
+"""Builders shared by the test archives and the benchmark corpus."""
