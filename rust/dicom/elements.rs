@@ -227,16 +227,28 @@ impl Stream<'_, '_> {
         }
     }
 
+    /// The 8 bytes that start an element or an item: its tag, and the
+    /// bytes as read (the rest is a VR and length, or a length).
     #[inline(always)]
-    fn header(&mut self, enc: Encoding, limit: u64) -> Result<ElementHead> {
+    fn tag_and_rest(
+        &mut self,
+        enc: Encoding,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<(u32, [u8; 8])> {
         let t: [u8; 8] = match self.src.take_array() {
             Ok(t) => t,
-            Err(e) => return Err(self.blame(e, 8, limit, "an element header")),
+            Err(e) => return Err(self.blame(e, 8, limit, what)),
         };
         let group = u16_in([t[0], t[1]], enc);
         let element = u16_in([t[2], t[3]], enc);
-        let tag = ((group as u32) << 16) | element as u32;
-        if group == 0xFFFE || !enc.explicit {
+        Ok((((group as u32) << 16) | element as u32, t))
+    }
+
+    #[inline(always)]
+    fn header(&mut self, enc: Encoding, limit: u64) -> Result<ElementHead> {
+        let (tag, t) = self.tag_and_rest(enc, limit, "an element header")?;
+        if tag >> 16 == 0xFFFE || !enc.explicit {
             return Ok(ElementHead {
                 tag,
                 vr: None,
@@ -608,13 +620,7 @@ impl Stream<'_, '_> {
                     return Ok(());
                 }
             }
-            let t: [u8; 8] = match self.src.take_array() {
-                Ok(t) => t,
-                Err(e) => return Err(self.blame(e, 8, limit, "an item header")),
-            };
-            let group = u16_in([t[0], t[1]], enc);
-            let element = u16_in([t[2], t[3]], enc);
-            let tag = ((group as u32) << 16) | element as u32;
+            let (tag, t) = self.tag_and_rest(enc, limit, "an item header")?;
             let item_len = u32_in([t[4], t[5], t[6], t[7]], enc);
             match tag {
                 SEQUENCE_END if end.is_none() => {
