@@ -594,6 +594,24 @@ fn parse_ds(text: &str) -> Option<f64> {
     crate::dicom::text::parse_ds(text)
 }
 
+/// The column type of an extra tag, by the one VR-to-type rule
+/// (`Value::extra_blank`): str, int, float, strings, ints or floats.
+#[pyfunction]
+fn extra_type(vr: &str, multi: bool) -> PyResult<&'static str> {
+    let vr: [u8; 2] = vr
+        .as_bytes()
+        .try_into()
+        .map_err(|_| PyValueError::new_err(format!("not a VR: {vr:?}")))?;
+    Ok(match Value::extra_blank(&vr, multi) {
+        Value::Num(_) => "float",
+        Value::Nums(_) => "floats",
+        Value::Int(_) => "int",
+        Value::Ints(_) => "ints",
+        Value::Strs(_) => "strings",
+        Value::Str(_) | Value::Computed => "str",
+    })
+}
+
 /// The `folder` of a display path.
 #[pyfunction]
 fn folder_of(display: PathBuf) -> OsString {
@@ -629,6 +647,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trim_values, m)?)?;
     m.add_function(wrap_pyfunction!(parse_ds, m)?)?;
     m.add_function(wrap_pyfunction!(folder_of, m)?)?;
+    m.add_function(wrap_pyfunction!(extra_type, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     crate::testbytes::register(m)?;
     Ok(())

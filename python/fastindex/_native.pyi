@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -22,6 +22,7 @@ MEDIA_STORAGE_DIRECTORY: str
 def trim_values(text: str) -> str: ...
 def parse_ds(text: str) -> float | None: ...
 def folder_of(display: _Path) -> str: ...
+def extra_type(vr: str, multi: bool) -> str: ...
 
 #: (name, tag, vr, multi): an extra tag as `tags.resolve` makes it
 _Extra = tuple[str, int, str, bool]

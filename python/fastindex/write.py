@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import orjson
 
+from . import _native
 from .fields import FIELDS
 
 
@@ -216,8 +217,6 @@ def _open_fifo(path: str, interrupted: Callable[[], bool]) -> int:
 
 # Column types, by field kind and by the VR of extra tags.
 _KIND_TYPE = {"count": "int", "number": "float", "numbers": "floats", "reference_series": "strings", "reference_modality": "strings"}
-_VR_TYPE = {"IS": "int", "US": "int", "SS": "int", "UL": "int", "SL": "int", "DS": "float", "FD": "float", "FL": "float"}
-_PLURAL = {"int": "ints", "float": "floats", "str": "strings"}
 
 
 def arrow_schema(cols: Sequence[tuple[str, str]], binary_paths: bool = False):
@@ -232,10 +231,8 @@ def arrow_schema(cols: Sequence[tuple[str, str]], binary_paths: bool = False):
 def columns(level: str, extras: Sequence[tuple[str, int, str, bool]]) -> list[tuple[str, str]]:
     """(name, type) of every column: str, int, float, floats, ints, strings."""
     out = [(f.name, _KIND_TYPE.get(f.kind, "str")) for f in FIELDS if f.scope in ("both", level)]
-    for name, _, vr, multi in extras:
-        t = _VR_TYPE.get(vr, "str")
-        # ST, LT and UT hold one value, backslashes and all.
-        out.append((name, _PLURAL[t] if multi and vr not in ("ST", "LT", "UT") else t))
+    # An extra tag's type: the reader's own rule (rust Value::extra_blank).
+    out += [(name, _native.extra_type(vr, multi)) for name, _, vr, multi in extras]
     return out
 
 
