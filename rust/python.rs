@@ -20,7 +20,7 @@ use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
-use crate::sources::{Entry, Files};
+use crate::sources::{self, Entry, Files, Listing};
 
 create_exception!(
     _native,
@@ -158,7 +158,8 @@ type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, 
 /// requested ahead of the parsers when the disk is slow; `exclude`:
 /// --exclude globs; `own`: (device, inode) of this run's outputs, never
 /// indexed. With `records`, the per-file records come out too (as dicts),
-/// and are folded once made.
+/// and are folded once made. With `files`, a list of (path, display), those
+/// files are read and nothing is walked (`roots` is then ignored).
 #[pyclass(frozen, module = "fastindex._native")]
 struct Pipeline {
     inner: Mutex<pipeline::Pipeline>,
@@ -171,7 +172,7 @@ struct Pipeline {
 #[pymethods]
 impl Pipeline {
     #[new]
-    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new()))]
+    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new(), files = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -185,6 +186,7 @@ impl Pipeline {
         follow_symlinks: bool,
         exclude: Vec<String>,
         own: Vec<(u64, u64)>,
+        files: Option<Vec<(PathBuf, PathBuf)>>,
     ) -> PyResult<Self> {
         let roots = roots
             .into_iter()
@@ -204,8 +206,17 @@ impl Pipeline {
             records,
         };
         let fold: Arc<dyn Fold> = Arc::new(PyFold(aggregator.clone_ref(py)));
+        let listing: Box<dyn Listing> = match files {
+            Some(files) => Box::new(sources::files(
+                files
+                    .into_iter()
+                    .map(|(path, display)| (path, display.into_os_string()))
+                    .collect::<Vec<_>>(),
+            )),
+            None => Box::new(Walk::new(roots, follow_symlinks, filter)),
+        };
         let inner = pipeline::Pipeline::start(
-            Box::new(Walk::new(roots, follow_symlinks, filter)),
+            listing,
             Arc::new(Files),
             schema.get().inner.clone(),
             Some(fold),

@@ -143,3 +143,27 @@ def test_an_abandoned_iter_instances_stops_the_run(archive, monkeypatch):
     # Read to the end, the same: every record, then nothing left running.
     assert sum(1 for _ in fastindex.iter_instances([archive], jobs=2)) == 1000
     assert native_threads() == 0
+
+
+def test_a_list_of_files_is_read_and_nothing_else(archive):
+    import anyio
+    from fastindex.pipeline import Options, run
+
+    chosen = sorted(archive.glob("d3/*.dcm"))[:7] + [archive / "d4" / "missing.dcm"]
+    seen: list[str] = []
+    problems: list[tuple[str, str]] = []
+    summary, aggregator = anyio.run(
+        lambda: run(
+            [],
+            Options(jobs=2),
+            on_records=lambda ds: seen.extend(d["file_path"] for d in ds),
+            on_problem=lambda display, reason, message: problems.append((display, reason)),
+            files=[(str(p), f"x/{p.name}") for p in chosen],
+        )
+    )
+    assert sorted(seen) == sorted(f"x/{p.name}" for p in chosen[:7])
+    assert problems == [("x/missing.dcm", "unreadable")]
+    assert summary.indexed == 7 and summary.seen == 8
+    # The same bytes seven times: one instance, six duplicates.
+    assert [r["instances"] for r in aggregator.dicts()] == [1]
+    assert summary.duplicates == 6

@@ -87,12 +87,15 @@ async def run(
     *,
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
+    files: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
     per-file records are also passed to it as they are read.
     `on_problem(display, reason, message)` hears of every file that gave
-    no record, and of every indexed file with warnings (reason "warning")."""
+    no record, and of every indexed file with warnings (reason "warning").
+    With `files`, a list of (path, display path), just those files are
+    read: nothing is walked and `paths` is ignored."""
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
@@ -178,7 +181,7 @@ async def run(
 
     native = _native.Pipeline(
         schema,
-        roots(paths, options.relative_to),
+        [] if files is not None else roots(paths, options.relative_to),
         aggregator,
         records=on_records is not None,
         jobs=jobs,
@@ -187,6 +190,7 @@ async def run(
         follow_symlinks=options.follow_symlinks,
         exclude=list(options.exclude),
         own=list(options.own),
+        files=None if files is None else list(files),
     )
     pool = Pool(options.fallback)
     try:
