@@ -2,9 +2,14 @@
 
     >>> import fastindex
     >>> records = fastindex.index(["archive"])            # subseries records
+    >>> records.summary.indexed, records.problems          # the run's counts, its problems
     >>> for r in fastindex.iter_instances(["archive"]):   # per-file records
     ...     pass
+    >>> records = await fastindex.aindex(["archive"])     # async (asyncio, trio)
+    >>> async with fastindex.aiter_instances(["archive"]) as it:
+    ...     async for r in it: ...
     >>> fastindex.read_header("archive/ct/1.dcm")          # one file
+    >>> fastindex.read_bytes(upload, path="ct/1.dcm")      # one file's bytes
     >>> df = fastindex.load("index.ndjson")                # an output, typed
 
 Fields and their meaning: the metadata dictionary, docs/dictionary.md.
@@ -17,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._native import __version__
-    from .api import index, iter_instances, read_header
+    from .api import AsyncInstances, Index, Instances, aindex, aiter_instances, configure, index, iter_instances, read_bytes, read_header
     from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
     from .loader import load, schema
-    from .outcomes import NotIndexed
+    from .outcomes import NotIndexed, Problem, Summary
+    from .records import InstanceRecord, SubseriesRecord
 
 #: public name -> module that defines it. Imported on first use: the
 #: command installs its signal handlers before anything heavy is imported
@@ -30,6 +36,17 @@ _WHERE = {
     "index": ".api",
     "iter_instances": ".api",
     "read_header": ".api",
+    "aindex": ".api",
+    "aiter_instances": ".api",
+    "read_bytes": ".api",
+    "configure": ".api",
+    "Index": ".api",
+    "Instances": ".api",
+    "AsyncInstances": ".api",
+    "Problem": ".outcomes",
+    "Summary": ".outcomes",
+    "SubseriesRecord": ".records",
+    "InstanceRecord": ".records",
     "FIELDS": ".fields",
     "INSTANCE_FIELDS": ".fields",
     "SUBSERIES_FIELDS": ".fields",
