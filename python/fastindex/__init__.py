@@ -21,12 +21,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._native import __version__
-    from .api import AsyncInstances, Index, Instances, aindex, aiter_instances, configure, index, iter_instances, read_bytes, read_header
-    from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
-    from .loader import load, schema
-    from .outcomes import NotIndexed, Problem, Summary
-    from .records import InstanceRecord, SubseriesRecord
+    # "X as X": re-exported, for type checkers (the names load lazily)
+    from ._native import __version__ as __version__
+    from .api import AsyncInstances as AsyncInstances
+    from .api import Index as Index
+    from .api import Instances as Instances
+    from .api import aindex as aindex
+    from .api import aiter_instances as aiter_instances
+    from .api import configure as configure
+    from .api import index as index
+    from .api import iter_instances as iter_instances
+    from .api import read_bytes as read_bytes
+    from .api import read_header as read_header
+    from .fields import FIELDS as FIELDS
+    from .fields import INSTANCE_FIELDS as INSTANCE_FIELDS
+    from .fields import SUBSERIES_FIELDS as SUBSERIES_FIELDS
+    from .loader import load as load
+    from .loader import schema as schema
+    from .outcomes import NotIndexed as NotIndexed
+    from .outcomes import Problem as Problem
+    from .outcomes import Summary as Summary
+    from .records import InstanceRecord as InstanceRecord
+    from .records import SubseriesRecord as SubseriesRecord
 
 #: public name -> module that defines it. Imported on first use: the
 #: command installs its signal handlers before anything heavy is imported

@@ -225,7 +225,7 @@ class _Loop:
         try:
             while True:
                 try:
-                    return future.result(timeout=0.05)
+                    return future.result(timeout=0.01)
                 except concurrent.futures.TimeoutError:
                     _check_cancelled()
         except BaseException:

@@ -229,7 +229,7 @@ class Run:
         _exit.forget(self)
 
     def __del__(self) -> None:
-        if not sys.is_finalizing():
+        if hasattr(self, "_native") and not sys.is_finalizing():
             self.close()
 
 
