@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import io
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -25,40 +24,9 @@ import pytest
 from archive import make_archive
 from fastindex import _native
 from fastindex.outcomes import FALLBACK_REASONS
+from support.threads import copies, fds, names, own_threads, settle
 
 BACKENDS = ["asyncio", "trio"]
-SHARED = ("fastindex-read", "fastindex-pre")
-
-
-def names() -> list[str]:
-    out = []
-    for t in os.listdir("/proc/self/task"):
-        try:
-            out.append(Path(f"/proc/self/task/{t}/comm").read_text().strip())
-        except OSError:
-            pass
-    return out
-
-
-def own_threads() -> int:
-    """Threads of this process but the shared parse and prefetch threads."""
-    return sum(not n.startswith(SHARED) for n in names())
-
-
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def settle(measure, expected: int, timeout: float = 10.0) -> int:
-    """`measure()`, once it is back to `expected` or below (or the
-    timeout): threads that were told to end take a moment to be gone from
-    /proc, and idle threads of earlier tests (anyio's workers) may end too."""
-    deadline = time.monotonic() + timeout
-    while (n := measure()) > expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return n
-
-
 @pytest.fixture(scope="module")
 def known(tmp_path_factory):
     """The known-answer archive and what the command makes of it."""
@@ -88,14 +56,7 @@ def big(tmp_path_factory) -> Path:
     """Enough files that a run is still going when it is cancelled."""
     import hostile
 
-    root = tmp_path_factory.mktemp("big") / "archive"
-    ct = hostile._hand(lambda w: None)
-    for d in range(40):
-        folder = root / f"d{d}"
-        folder.mkdir(parents=True)
-        for i in range(250):
-            (folder / f"{i}.dcm").write_bytes(ct)
-    return root
+    return copies(tmp_path_factory.mktemp("big") / "archive", hostile._hand(lambda w: None), 40, 250)
 
 
 def counts(summary: dict) -> dict:

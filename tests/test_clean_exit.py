@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hostile
 import pytest
+from support.threads import copies
 
 SCRIPTS = {
     # A daemon thread mid-iteration; the main thread returns.
@@ -73,14 +74,7 @@ CRASH = ("Fatal Python error", "panicked", "Segmentation fault", "Aborted", "cor
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("exit") / "archive"
-    ct = hostile._hand(lambda w: None)
-    for d in range(20):
-        folder = root / f"d{d}"
-        folder.mkdir(parents=True)
-        for i in range(250):
-            (folder / f"{i}.dcm").write_bytes(ct)
-    return root
+    return copies(tmp_path_factory.mktemp("exit") / "archive", hostile._hand(lambda w: None), 20, 250)
 
 
 def one_try(how: str, root: Path) -> tuple[str, int, str]:

@@ -10,53 +10,29 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import hostile
 import pytest
 from fastindex import _native
+from support.threads import SHARED, copies, names, own_threads
+from support.threads import settle as settle_to
 
 CT = hostile._hand(lambda w: None)
 
 
-#: the process-wide threads every run shares (rust/pool.rs, prefetch.rs):
-#: started once, kept; a run's own threads are all the others
-SHARED = ("fastindex-read", "fastindex-pre")
-
-
-def names() -> list[str]:
-    out = []
-    for t in os.listdir("/proc/self/task"):
-        try:
-            out.append(Path(f"/proc/self/task/{t}/comm").read_text().strip())
-        except OSError:
-            pass
-    return out
-
-
 def threads() -> int:
-    """Threads of this process but the shared ones."""
-    return sum(not n.startswith(SHARED) for n in names())
+    return own_threads()
 
 
 def settle(expected: int, timeout: float = 5.0) -> int:
     """The thread count, once it is back to `expected` (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    while (n := threads()) != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return n
+    return settle_to(own_threads, expected, timeout)
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline") / "archive"
-    for d in range(20):
-        folder = root / f"d{d}"
-        folder.mkdir(parents=True)
-        for i in range(50):
-            (folder / f"{i}.dcm").write_bytes(CT)
-    return root
+    return copies(tmp_path_factory.mktemp("pipeline") / "archive", CT, 20, 50)
 
 
 def start(archive: Path, **kw) -> _native.Pipeline:

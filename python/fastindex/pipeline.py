@@ -38,8 +38,11 @@ class Options:
     follow_symlinks: bool = False
     #: extra tags: (name, tag, vr, multi) as made by `tags.resolve`
     extras: Sequence[tuple[str, int, str, bool]] = ()
-    #: entries per batch (the unit the native run hands over)
-    batch_size: int = 256
+    #: entries per batch (the unit the native run hands over). Small: a
+    #: batch's records become dicts with the GIL held, in one go, while an
+    #: event loop beside it waits (64: a worst loop lag near 10 ms instead
+    #: of 15-25 at 256, at no cost in speed: bench/RESULTS-async.md)
+    batch_size: int = 64
     #: header reads requested ahead of the parsers when the disk is slow
     #: (0: none); idle while files come from the page cache
     concurrency: int = 16
