@@ -42,10 +42,14 @@ use crate::outcome;
 use crate::pool;
 use crate::sources::{read_entry, Ahead, Entry, Fetch, Found, Listing};
 
-/// Batches listed (and asked for ahead) but not yet read, and batches read
-/// but not yet taken by the caller, at most: how far ahead of the parsers
-/// the ahead stage may read, and how much a slow caller holds.
+/// Batches read but not yet taken by the caller, at most (beyond one per
+/// job): how much a slow caller holds.
 const QUEUE: usize = 8;
+
+/// Entries listed (and asked for ahead) but not yet handed to the parse
+/// threads, at most: how far ahead of the parsers the ahead stage reads on
+/// a cold disk, whatever the batch size.
+const AHEAD: usize = 2048;
 
 /// The knobs of one run.
 #[derive(Clone, Debug)]
@@ -421,7 +425,7 @@ where
 }
 
 /// The listing thread: entries into batches, through the ahead stage
-/// (which may run up to `QUEUE` batches ahead of the readers), to the pool.
+/// (which may run up to `AHEAD` entries ahead of the readers), to the pool.
 fn list(
     listing: Box<dyn Listing>,
     mut ahead: Option<Box<dyn Ahead>>,
@@ -432,6 +436,7 @@ fn list(
 ) -> std::result::Result<(), String> {
     let mut listing = listing.fuse();
     let mut ready: VecDeque<Vec<Entry>> = VecDeque::new();
+    let mut ahead_of_readers = 0; // entries in `ready`
     let listed = (|| loop {
         if shared.stopped() {
             return Ok(());
@@ -439,9 +444,10 @@ fn list(
         // Hand over what the run may have in flight now.
         while !ready.is_empty() && feed.room() {
             let batch = ready.pop_front().expect("not empty");
+            ahead_of_readers -= batch.len();
             feed.submit(batch)?;
         }
-        if ready.len() < QUEUE {
+        if ahead_of_readers < AHEAD {
             let batch: Vec<Entry> = listing.by_ref().take(batch_size).collect();
             if !batch.is_empty() {
                 if let Some(a) = ahead.as_mut() {
@@ -450,6 +456,7 @@ fn list(
                 if panic {
                     panic!("FASTINDEX_TEST_PANIC=walk");
                 }
+                ahead_of_readers += batch.len();
                 ready.push_back(batch);
                 continue;
             }
