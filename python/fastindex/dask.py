@@ -129,7 +129,7 @@ def _check_visible(roots: Sequence[str]) -> None:
 def _test_hook(number: int) -> None:
     """FASTINDEX_TEST_DASK=DIR, for the tests only: with DIR/shuffle (a
     seed), each shard waits a while of its own first, so that shards finish
-    out of order; with DIR/hold (a shard number), that shard's first try
+    out of order, and then adds its number to DIR/finished; with DIR/hold (a shard number), that shard's first try
     writes its process id to DIR/held and waits to be killed."""
     folder = os.environ.get("FASTINDEX_TEST_DASK")
     if not folder:
@@ -140,6 +140,9 @@ def _test_hook(number: int) -> None:
         with open(os.path.join(folder, "shuffle")) as f:
             seed = int(f.read())
         time.sleep(random.Random(seed * 100_003 + number).uniform(0, 0.25))
+        fd = os.open(os.path.join(folder, "finished"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.write(fd, f"{number}\n".encode())
+        os.close(fd)
     except FileNotFoundError:
         pass
     try:
@@ -243,7 +246,7 @@ class Run:
         client = self.client
         started = time.perf_counter()
         options = dataclasses.replace(self.options, progress=None, own=())
-        extras = [list(e) for e in options.extras]
+        extras = [tuple(e) for e in options.extras]
         run_id = uuid.uuid4().hex[:12]
         limit = max(4, 2 * sum(client.nthreads().values()))
         cwd = os.getcwd()
@@ -307,9 +310,12 @@ class Run:
                     yield from self._emit(skipped, outcome, where)
                 if self.stop or (listed_all and not waiting and not groups and written == shards):
                     break
-                result = distributed.wait(list(waiting) + list(groups), timeout=0.25, return_when="FIRST_COMPLETED")
-                ready = list(result.done)
-                if not ready:
+                try:
+                    # A short wait, to see `stop` soon after it is set;
+                    # `wait` asks for the thread's current client.
+                    with client.as_current():
+                        ready = list(distributed.wait(list(waiting) + list(groups), timeout=0.25, return_when="FIRST_COMPLETED").done)
+                except TimeoutError:
                     continue
                 # Raises the task's error (NotShared...) here.
                 values = client.gather(ready)
@@ -467,9 +473,11 @@ def iter_instances(
         raise
 
     def records() -> Iterator[dict]:
-        with connected:
+        try:
             for kind, value in job.events():
                 if kind == "records":
                     yield from value
+        finally:
+            connected.__exit__()
 
     return records()
