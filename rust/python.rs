@@ -112,6 +112,28 @@ fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
         .map_err(PyValueError::new_err)
 }
 
+/// The walk of `roots` (path, display prefix) with the command's rules;
+/// ValueError for a bad --exclude glob.
+fn walk_of(
+    roots: Vec<(PathBuf, PathBuf)>,
+    follow_symlinks: bool,
+    exclude: &[String],
+    own: Vec<(u64, u64)>,
+) -> PyResult<Walk> {
+    let roots = roots
+        .into_iter()
+        .map(|(path, display)| Root {
+            path,
+            display: display.into_os_string(),
+        })
+        .collect();
+    let filter = Filter {
+        exclude: Exclude::new(exclude).map_err(PyValueError::new_err)?,
+        own,
+    };
+    Ok(Walk::new(roots, follow_symlinks, filter))
+}
+
 /// Records folded into the Python-side aggregator by the reader threads.
 struct PyFold(Py<Aggregator>);
 
@@ -188,17 +210,7 @@ impl Pipeline {
         own: Vec<(u64, u64)>,
         files: Option<Vec<(PathBuf, PathBuf)>>,
     ) -> PyResult<Self> {
-        let roots = roots
-            .into_iter()
-            .map(|(path, display)| Root {
-                path,
-                display: display.into_os_string(),
-            })
-            .collect();
-        let filter = Filter {
-            exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
-            own,
-        };
+        let walk = walk_of(roots, follow_symlinks, &exclude, own)?;
         let options = Options {
             jobs,
             batch_size,
@@ -213,7 +225,7 @@ impl Pipeline {
                     .map(|(path, display)| (path, display.into_os_string()))
                     .collect::<Vec<_>>(),
             )),
-            None => Box::new(Walk::new(roots, follow_symlinks, filter)),
+            None => Box::new(walk),
         };
         let inner = pipeline::Pipeline::start(
             listing,
@@ -303,19 +315,8 @@ impl Walker {
         exclude: Vec<String>,
         own: Vec<(u64, u64)>,
     ) -> PyResult<Self> {
-        let roots = roots
-            .into_iter()
-            .map(|(path, display)| Root {
-                path,
-                display: display.into_os_string(),
-            })
-            .collect();
-        let filter = Filter {
-            exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
-            own,
-        };
         Ok(Walker {
-            walk: Some(Walk::new(roots, follow_symlinks, filter)),
+            walk: Some(walk_of(roots, follow_symlinks, &exclude, own)?),
         })
     }
 

@@ -24,7 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-import fastindex
 import fastindex.dask as fdask
 import pyarrow.parquet as pq
 import pytest
@@ -127,15 +126,21 @@ def test_cli_every_format_matches_a_local_run(client, tree, level):
             assert len(mine_lines) - header == s["indexed"]
 
 
-def run(client, level: str, shard_files: int, paths=("archive",)) -> tuple[fdask.Run, list[bytes], list[tuple]]:
-    """A cluster run: (the run, its output lines in its order, its problems)."""
-    job = fdask.Run(client, list(paths), Options(exclude=EXCLUDE), records=level == "instance", shard_files=shard_files)
+def events(job: fdask.Run) -> tuple[list[bytes], list[tuple]]:
+    """A run's per-file records (as written) and problems, in its order."""
     records, problems = [], []
     for kind, value in job.events():
         if kind == "records":
             records += [dumps(r) for r in value]
         else:
             problems.append(value)
+    return records, problems
+
+
+def run(client, level: str, shard_files: int, paths=("archive",)) -> tuple[fdask.Run, list[bytes], list[tuple]]:
+    """A cluster run: (the run, its output lines in its order, its problems)."""
+    job = fdask.Run(client, list(paths), Options(exclude=EXCLUDE), records=level == "instance", shard_files=shard_files)
+    records, problems = events(job)
     if level == "subseries":
         records = [dumps(r) for r in job.aggregator.dicts()]
     return job, records, problems
@@ -208,12 +213,7 @@ def test_shards_finishing_out_of_order(client, tree, control, monkeypatch):
     finished: list[int] = []
     try:
         job = fdask.Run(client, ["archive"], Options(exclude=EXCLUDE), records=True, shard_files=9)
-        records, problems = [], []
-        for kind, value in job.events():
-            if kind == "records":
-                records += [dumps(r) for r in value]
-            else:
-                problems.append(value)
+        records, problems = events(job)
         finished = [int(n) for n in (control / "finished").read_text().split()]
     finally:
         (control / "shuffle").unlink()
@@ -271,3 +271,30 @@ def test_cli_usage_and_an_unreachable_scheduler(tree):
     proc = subprocess.run([sys.executable, "-m", "fastindex", "--dask", "tcp://127.0.0.1:9", "archive", "-o", "out.ndjson"], cwd=tree, capture_output=True, env=env)
     assert proc.returncode == 1 and proc.stderr.startswith(b"fastindex: --dask tcp://127.0.0.1:9: "), proc.stderr
     assert not (tree / "out.ndjson").exists()
+
+
+def test_the_api(client, tree, monkeypatch):
+    """fastindex.dask.index and iter_instances give fastindex.index's and
+    iter_instances' records; an address makes a client of its own; closing
+    the iterator early leaves no task of the run on the cluster."""
+    import fastindex
+
+    monkeypatch.chdir(tree)
+    tags = TAGS.split(",")
+    assert fdask.index(["archive"], client, tags=tags, shard_files=40) == fastindex.index(["archive"], tags=tags)
+    key = lambda r: r["file_path"]  # noqa: E731
+    mine = list(fdask.iter_instances(["archive"], client.scheduler.address, relative_to="archive", shard_files=40))
+    assert sorted(mine, key=key) == sorted(fastindex.iter_instances(["archive"], relative_to="archive"), key=key)
+    with pytest.raises(FileNotFoundError):
+        fdask.iter_instances(["missing"], client)
+    it = fdask.iter_instances(["archive"], client, shard_files=5)
+    next(it)
+    it.close()
+
+    def ours(dask_scheduler) -> list:
+        return [k for k in dask_scheduler.tasks if str(k).startswith("fastindex-")]
+
+    deadline = time.monotonic() + 30
+    while client.run_on_scheduler(ours):
+        assert time.monotonic() < deadline, client.run_on_scheduler(ours)
+        time.sleep(0.1)

@@ -3,7 +3,8 @@
 Exit codes: 0 done (files that gave no record are counted, and listed with
 --errors; also when the reader of stdout closed it early, as `| head`
 does); 1 fatal (a PATH missing, output not writable, a thread of the run
-failed); 2 usage; 3 done, but --strict and some files were errors; 130
+failed; with --dask, the scheduler unreachable, a PATH a worker cannot
+see, the cluster failing the run); 2 usage; 3 done, but --strict and some files were errors; 130
 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 

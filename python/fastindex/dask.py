@@ -63,6 +63,9 @@ FAN_IN = 8
 #: one entry of a listing: (path, display, reason, message), reason and
 #: message None for a file to read (see `_native.Walker.page`)
 Listed = tuple[str, str, "str | None", "str | None"]
+#: (place in its shard, display, reason, message) of a file that gave no
+#: record, or of an indexed file with warnings (reason "warning")
+Problem = tuple[int, str, str, str]
 
 
 class NotShared(RuntimeError):
@@ -87,9 +90,8 @@ class Outcome:
     via_pydicom: int = 0
     warnings: int = 0
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
-    #: (place among the shard's files, display, reason, message) of every
-    #: file that gave no record, and of indexed files with warnings
-    problems: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)
+    #: the shard's problems, placed among its files
+    problems: list[Problem] = dataclasses.field(default_factory=list)
     #: per-file records, compact: the column names once, then value rows
     names: tuple[str, ...] = ()
     rows: list[tuple] = dataclasses.field(default_factory=list)
@@ -168,7 +170,7 @@ def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str]
     _check_visible(roots)
     position = {display: i for i, (_, display) in enumerate(files)}
     found: list[dict] = []
-    problems: list[tuple[int, str, str, str]] = []
+    problems: list[Problem] = []
 
     def on_problem(display: str, reason: str, message: str) -> None:
         problems.append((position[display], display, reason, message))
@@ -246,22 +248,24 @@ class Run:
         client = self.client
         started = time.perf_counter()
         options = dataclasses.replace(self.options, progress=None, own=())
-        extras = [tuple(e) for e in options.extras]
+        extras = list(options.extras)
         run_id = uuid.uuid4().hex[:12]
-        limit = max(4, 2 * sum(client.nthreads().values()))
+        # Shards listed and not written yet, at most: enough to keep every
+        # worker thread busy while an earlier shard is still running.
+        limit = max(8, 4 * sum(client.nthreads().values()))
         cwd = os.getcwd()
 
         listing = iter(self.listing)
         listed_all = False
         shards = 0
-        #: shard number -> outcome future; outcome future -> shard number
+        #: outcome future -> shard number
         waiting: dict[Any, int] = {}
-        #: outcomes (and the listing's own problems) of shards done, by
-        #: number, until those before them are written
-        done: dict[int, tuple[list[tuple[int, str, str, str]], Outcome | None, list[int]]] = {}
         #: shard number -> (the listing's own problems, the place of each
         #: file among the page's entries), while its task runs
-        listed: dict[int, tuple[list[tuple[int, str, str, str]], list[int]]] = {}
+        listed: dict[int, tuple[list[Problem], list[int]]] = {}
+        #: the same and the outcome, of shards done until those before them
+        #: are written
+        done: dict[int, tuple[list[Problem], Outcome | None, list[int]]] = {}
         written = 0
         level0: list = []  # aggregate futures not grouped yet
         groups: set = set()  # merge futures, folded into the result as they finish
@@ -274,20 +278,22 @@ class Run:
         try:
             while True:
                 # Keep the cluster busy, and no busier than `limit` shards.
-                while not listed_all and len(waiting) < limit and not self.stop:
+                while not listed_all and shards - written < limit and not self.stop:
                     page = next(listing, None)
                     if page is None:
                         listed_all = True
                         break
                     number = shards
                     shards += 1
-                    files, where, skipped = [], [], []
+                    files: list[tuple[str, str]] = []
+                    where: list[int] = []
+                    skipped: list[Problem] = []
                     for i, (path, display, reason, message) in enumerate(page):
                         if reason is None:
                             files.append((os.path.join(cwd, path), display))
                             where.append(i)
                         else:
-                            skipped.append((i, display, reason, message))  # type: ignore[arg-type]
+                            skipped.append((i, display, reason, message or ""))
                     if not files:
                         done[number] = (skipped, None, where)
                         continue
@@ -341,7 +347,7 @@ class Run:
         self.summary.unresolved = self.aggregator.unresolved
         self.summary.seconds = time.perf_counter() - started
 
-    def _emit(self, listed: list[tuple[int, str, str, str]], outcome: Outcome | None, where: list[int]) -> Iterator[tuple[str, Any]]:
+    def _emit(self, listed: list[Problem], outcome: Outcome | None, where: list[int]) -> Iterator[tuple[str, Any]]:
         """A shard's outcome, counted, with the problems of the listing's
         own entries in their places (`where`: the place of each of the
         shard's files among its entries)."""
@@ -356,7 +362,8 @@ class Run:
             s.reasons.update(outcome.reasons)
             if outcome.rows:
                 yield "records", outcome.records()
-            problems = sorted(listed + [(where[i], *rest) for i, *rest in outcome.problems], key=lambda p: p[0])
+            placed = [(where[i], display, reason, message) for i, display, reason, message in outcome.problems]
+            problems = sorted(listed + placed, key=lambda p: p[0])
         for p in problems:
             yield "problem", p[1:]
 
@@ -405,12 +412,6 @@ async def run(
     return job.summary, job.aggregator
 
 
-def _options(jobs, relative_to, follow_symlinks, tags, exclude) -> Options:
-    from .tags import resolve
-
-    return Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()), exclude=list(exclude or ()))
-
-
 class _Connected:
     """`connect(client)` for the length of a call: a client made here for
     an address is closed after."""
@@ -423,51 +424,41 @@ class _Connected:
         return self.client
 
     def __exit__(self, *exc) -> None:
-        if self.client is not self.given and isinstance(self.given, str):
+        if isinstance(self.given, str):
             self.client.close()
 
 
-def index(
-    paths: Iterable[str | os.PathLike],
-    client=None,
-    *,
-    jobs: int | None = None,
-    relative_to: str | None = None,
-    follow_symlinks: bool = False,
-    tags: Iterable[str] | None = None,
-    exclude: Iterable[str] | None = None,
-    shard_files: int = SHARD_FILES,
-) -> list[dict]:
+def _job(client, paths: Iterable, records: bool, *, jobs: int | None = None, relative_to: str | None = None, follow_symlinks: bool = False, tags: Iterable[str] | None = None, exclude: Iterable[str] | None = None, shard_files: int = SHARD_FILES) -> Run:
+    from .tags import resolve
+
+    options = Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()), exclude=list(exclude or ()))
+    return Run(client, paths, options, records=records, shard_files=shard_files)
+
+
+def index(paths: Iterable[str | os.PathLike], client=None, **options) -> list[dict]:
     """`fastindex.index` on a Dask cluster: the same subseries records.
+
     `client`: a distributed.Client, a scheduler address, or None for the
-    current default client; `jobs`: parse threads per task (default: the
-    worker's share of its cores)."""
+    current default client. `options`: those of `fastindex.index` (`jobs`:
+    parse threads per task, default the worker's share of its cores;
+    `relative_to`, `follow_symlinks`, `tags`), `exclude` (the command's
+    --exclude globs) and `shard_files` (entries per task)."""
     with _Connected(client) as c:
-        job = Run(c, paths, _options(jobs, relative_to, follow_symlinks, tags, exclude), records=False, shard_files=shard_files)
+        job = _job(c, paths, False, **options)
         for _ in job.events():
             pass
     return list(job.aggregator.dicts())
 
 
-def iter_instances(
-    paths: Iterable[str | os.PathLike],
-    client=None,
-    *,
-    jobs: int | None = None,
-    relative_to: str | None = None,
-    follow_symlinks: bool = False,
-    tags: Iterable[str] | None = None,
-    exclude: Iterable[str] | None = None,
-    shard_files: int = SHARD_FILES,
-) -> Iterator[dict]:
+def iter_instances(paths: Iterable[str | os.PathLike], client=None, **options) -> Iterator[dict]:
     """`fastindex.iter_instances` on a Dask cluster: the same per-file
-    records, in listing order. Closing the iterator early cancels the
-    run's tasks."""
+    records, in listing order; `client` and `options` as for `index`.
+    Closing the iterator early cancels the run's tasks."""
     connected = _Connected(client)
     c = connected.__enter__()
     try:
         # A missing PATH raises here, not at the first next().
-        job = Run(c, paths, _options(jobs, relative_to, follow_symlinks, tags, exclude), records=True, shard_files=shard_files)
+        job = _job(c, paths, True, **options)
     except BaseException:
         connected.__exit__()
         raise
