@@ -60,6 +60,9 @@ from .pipeline import run as run_local
 SHARD_FILES = 2048
 #: aggregates merged by one merge task on a worker
 FAN_IN = 8
+#: listing entries in flight at most (in shards not written yet): about
+#: 250 bytes each in the scheduler's task specs
+MAX_LISTED = 1 << 21
 #: one entry of a listing: (path, display, reason, message), reason and
 #: message None for a file to read (see `_native.Walker.page`)
 Listed = tuple[str, str, "str | None", "str | None"]
@@ -251,8 +254,9 @@ class Run:
         extras = list(options.extras)
         run_id = uuid.uuid4().hex[:12]
         # Shards listed and not written yet, at most: enough to keep every
-        # worker thread busy while an earlier shard is still running.
-        limit = max(8, 4 * sum(client.nthreads().values()))
+        # worker thread busy while an earlier shard is still running, and
+        # no more than MAX_LISTED entries (the scheduler holds their specs).
+        limit = max(2, min(max(8, 4 * sum(client.nthreads().values())), MAX_LISTED // self.shard_files))
         cwd = os.getcwd()
 
         listing = iter(self.listing)
