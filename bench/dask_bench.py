@@ -92,9 +92,8 @@ def main() -> int:
     ap.add_argument("--output", default=str(BENCH / "RESULTS-dask.md"))
     a = ap.parse_args()
 
-    from distributed import Client, LocalCluster, get_task_stream
-
     import fastindex.dask as fdask
+    from distributed import Client, LocalCluster, get_task_stream
     from fastindex import _native
     from fastindex.pipeline import Options
 
