@@ -298,3 +298,24 @@ def test_the_api(client, tree, monkeypatch):
     while client.run_on_scheduler(ours):
         assert time.monotonic() < deadline, client.run_on_scheduler(ours)
         time.sleep(0.1)
+
+
+def test_cli_terminated_mid_run_leaves_no_output(client, tree, control):
+    """SIGTERM while a shard runs: exit 143 at once, no output committed."""
+    (control / "hold").write_text("0")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "fastindex", "--dask", client.scheduler.address, "archive", "-o", "out.ndjson", "-q"], cwd=tree, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (control / "held").exists() or not (control / "held").read_text():
+            assert time.monotonic() < deadline, "the held shard never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 143, proc.stderr.read()
+        assert not (tree / "out.ndjson").exists() and not list(tree.glob(".fastindex-*"))
+    finally:
+        (control / "hold").unlink()
+        held = control / "held"
+        if held.exists() and held.read_text():
+            os.kill(int(held.read_text()), signal.SIGKILL)  # the worker still sleeping in the held shard
+        held.unlink(missing_ok=True)
+        client.wait_for_workers(2, timeout=60)
