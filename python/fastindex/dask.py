@@ -27,9 +27,10 @@ How a run goes:
   for those before it), so per-file records and problems come out in the
   listing order, whatever order the tasks finish in and however the
   listing was cut.
-- At most `2 × worker threads` shards (at least 4) are in flight: the
-  client holds the outcomes of those only, a worker one shard (and a
-  group of FAN_IN aggregates) at a time.
+- At most `4 × worker threads` shards (at least 8, and no more than
+  MAX_LISTED entries) are listed and not yet written: the client holds
+  the outcomes of those only, a worker one shard (and a group of FAN_IN
+  aggregates) at a time.
 - A worker that dies loses only its tasks: Dask runs them again elsewhere
   (tasks are pure functions of their shard), and the output is the same.
 
@@ -37,6 +38,11 @@ Local PATHs must be on a file system every worker sees at the same path
 (NFS, Lustre, GPFS, a CephFS mount...): a task that cannot see one of the
 PATHs fails the run with `NotShared`, rather than list every file as
 unreadable.
+
+Other listings plug in as `Run(listing=pages)`: any iterable of pages of
+`Listed` entries (an object-store listing, a walk filtered against a
+state database); `Run(records=True)` returns the per-file records at
+either level, for a caller that keeps them (the state).
 """
 
 from __future__ import annotations
