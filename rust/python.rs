@@ -23,7 +23,7 @@ use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
-use crate::sources::{self, Entry, Files, Listing};
+use crate::sources::{self, Entry, Files, Found, Listing};
 
 create_exception!(
     _native,
@@ -113,6 +113,28 @@ fn check_exclude(patterns: Vec<String>) -> PyResult<()> {
     Exclude::new(&patterns)
         .map(|_| ())
         .map_err(PyValueError::new_err)
+}
+
+/// The walk of `roots` (path, display prefix) with the command's rules;
+/// ValueError for a bad --exclude glob.
+fn walk_of(
+    roots: Vec<(PathBuf, PathBuf)>,
+    follow_symlinks: bool,
+    exclude: &[String],
+    own: Vec<(u64, u64)>,
+) -> PyResult<Walk> {
+    let roots = roots
+        .into_iter()
+        .map(|(path, display)| Root {
+            path,
+            display: display.into_os_string(),
+        })
+        .collect();
+    let filter = Filter {
+        exclude: Exclude::new(exclude).map_err(PyValueError::new_err)?,
+        own,
+    };
+    Ok(Walk::new(roots, follow_symlinks, filter))
 }
 
 /// Records folded into the Python-side aggregator by the reader threads.
@@ -296,17 +318,7 @@ impl Pipeline {
         own: Vec<(u64, u64)>,
         files: Option<Vec<(PathBuf, PathBuf)>>,
     ) -> PyResult<Self> {
-        let roots = roots
-            .into_iter()
-            .map(|(path, display)| Root {
-                path,
-                display: display.into_os_string(),
-            })
-            .collect();
-        let filter = Filter {
-            exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
-            own,
-        };
+        let walk = walk_of(roots, follow_symlinks, &exclude, own)?;
         let options = Options {
             jobs,
             batch_size,
@@ -321,7 +333,7 @@ impl Pipeline {
                     .map(|(path, display)| (path, display.into_os_string()))
                     .collect::<Vec<_>>(),
             )),
-            None => Box::new(Walk::new(roots, follow_symlinks, filter)),
+            None => Box::new(walk),
         };
         let inner = pipeline::Pipeline::start(
             listing,
@@ -405,6 +417,57 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         lock(&live().runs).remove(&self.id);
+    }
+}
+
+/// One listed entry: (path, display, reason, message), reason and message
+/// None for a file to read.
+type Listed = (OsString, OsString, Option<&'static str>, Option<String>);
+
+/// The walk a run over `roots` would make, as pages of entries, without
+/// reading any file: for a caller that shares the reading out (Dask
+/// shards). The same rules as `Pipeline` (--exclude, own outputs, links),
+/// and the same order; entries that are skipped or could not be looked at
+/// come with the reason and message a run gives them.
+#[pyclass(module = "fastindex._native")]
+struct Walker {
+    walk: Option<Walk>,
+}
+
+#[pymethods]
+impl Walker {
+    #[new]
+    #[pyo3(signature = (roots, *, follow_symlinks = false, exclude = Vec::new(), own = Vec::new()))]
+    fn new(
+        roots: Vec<(PathBuf, PathBuf)>,
+        follow_symlinks: bool,
+        exclude: Vec<String>,
+        own: Vec<(u64, u64)>,
+    ) -> PyResult<Self> {
+        Ok(Walker {
+            walk: Some(walk_of(roots, follow_symlinks, &exclude, own)?),
+        })
+    }
+
+    /// The next `size` entries at most (walked with the GIL released);
+    /// an empty list once the walk is over.
+    fn page(&mut self, py: Python<'_>, size: usize) -> Vec<Listed> {
+        let Some(walk) = self.walk.as_mut() else {
+            return Vec::new();
+        };
+        let page: Vec<Entry> = py.detach(|| walk.by_ref().take(size.max(1)).collect());
+        if page.is_empty() {
+            self.walk = None;
+        }
+        page.into_iter()
+            .map(|e| {
+                let (reason, message) = match e.found {
+                    Found::File => (None, None),
+                    Found::Skip(r, m) | Found::Fail(r, m) => (Some(r), Some(m)),
+                };
+                (e.path.into_os_string(), e.display, reason, message)
+            })
+            .collect()
     }
 }
 
@@ -792,6 +855,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
     m.add_class::<Problem>()?;
     m.add_class::<Pipeline>()?;
+    m.add_class::<Walker>()?;
     m.add_class::<Aggregator>()?;
     m.add("RunFailed", m.py().get_type::<RunFailed>())?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Walker", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -90,6 +90,18 @@ class Pipeline:
     def next_batch(self) -> tuple[list[dict[str, Any]] | None, list[Problem], int, int] | None: ...
     def close(self) -> None: ...
     def stop(self) -> None: ...
+
+@final
+class Walker:
+    def __new__(
+        cls,
+        roots: Sequence[tuple[_Path, _Path]],
+        *,
+        follow_symlinks: bool = False,
+        exclude: Sequence[str] = ...,
+        own: Sequence[tuple[int, int]] = ...,
+    ) -> Walker: ...
+    def page(self, size: int) -> list[tuple[str, str, str | None, str | None]]: ...
 
 def roots(paths: Sequence[_Path], base: _Path | None = None) -> list[tuple[str, str]]: ...
 def check_exclude(patterns: Sequence[str]) -> None: ...

@@ -3,13 +3,15 @@
 Exit codes: 0 done (files that gave no record are counted, and listed with
 --errors; also when the reader of stdout closed it early, as `| head`
 does); 1 fatal (a PATH missing, output not writable, a thread of the run
-failed); 2 usage; 3 done, but --strict and some files were errors; 130
+failed; with --dask, the scheduler unreachable, a PATH a worker cannot
+see, the cluster failing the run); 2 usage; 3 done, but --strict and some files were errors; 130
 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import re
@@ -50,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-jobs", type=int, metavar="N", default=fallback_pool.PROCESSES, help=f"pydicom fallback processes at most, whatever -j (default: {fallback_pool.PROCESSES})")
     p.add_argument("--fallback-memory", type=int, metavar="MIB", default=fallback_pool.MEMORY_MIB, help=f"memory a fallback process may take for one file, in MiB; more is error too_large; 0: no limit (default: {fallback_pool.MEMORY_MIB})")
     p.add_argument("--fallback-timeout", type=float, metavar="S", default=fallback_pool.TIMEOUT_S, help=f"seconds the fallback may take for one file; more is error timeout; 0: no limit (default: {fallback_pool.TIMEOUT_S:g})")
+    p.add_argument("--dask", metavar="ADDRESS", help="index on a Dask cluster, given its scheduler's address (tcp://host:8786); local PATHs must be on a file system every worker sees at the same path (needs fastindex-dicom[dask])")
+    p.add_argument("--shard-files", type=int, metavar="N", help="with --dask: entries of the listing per task (default: 2048)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on stderr but fatal errors")
     p.add_argument("--version", action="version", version=f"fastindex {__version__}")
     return p
@@ -64,9 +68,11 @@ def _progress(summary: Summary) -> None:
     sys.stderr.flush()
 
 
-async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, early: list[int]):
+async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, early: list[int], runner=run):
     """Run, unless a signal comes first; returns (summary, signal number).
-    `early` holds signals that came before the receiver was listening."""
+    `early` holds signals that came before the receiver was listening.
+    `runner` makes the (Summary, Aggregator): `pipeline.run` on this
+    machine, or the same over a Dask cluster (`dask.run`)."""
     result: list = [None, None]
 
     def on_problem(display: str, reason: str, message: str) -> None:
@@ -85,7 +91,7 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
         instance = args.level == "instance"
-        summary, aggregator = await run(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
+        summary, aggregator = await runner(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
         if not instance:
             # A chunk at a time: the records of a large archive need not all
             # be Python objects at once.
@@ -105,6 +111,13 @@ def _behind(e: BaseException, kind: type[BaseException]) -> BaseException | None
         if found is not None:
             return found
     return None
+
+
+def _innermost(e: BaseException) -> BaseException:
+    """The one error inside task groups' wrapping, if it is one."""
+    while len(getattr(e, "exceptions", ())) == 1:
+        e = e.exceptions[0]  # type: ignore[attr-defined]
+    return e
 
 
 def _os_error(e: BaseException) -> OSError | None:
@@ -137,6 +150,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--fallback-jobs must be at least 1"
     if args.fallback_memory < 0 or args.fallback_timeout < 0:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
+    if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
+        return "--shard-files must be at least 1, and goes with --dask"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
@@ -211,6 +226,25 @@ def command(argv: list[str] | None, early: list[int]) -> int:
         fallback=fallback_pool.Limits(args.fallback_jobs, args.fallback_memory, args.fallback_timeout),
         progress=_progress if talk and sys.stderr.isatty() else None,
     )
+    if not args.dask:
+        return _index(args, options, extras, early, run)
+    try:
+        from . import dask as on_dask
+
+        client = on_dask.connect(args.dask)
+    except (ImportError, OSError, ValueError) as e:
+        print(f"fastindex: --dask {args.dask}: {e}", file=sys.stderr)
+        return EXIT_FATAL
+    try:
+        runner = functools.partial(on_dask.run, client=client, shard_files=args.shard_files or on_dask.SHARD_FILES)
+        return _index(args, options, extras, early, runner)
+    finally:
+        client.close()
+
+
+def _index(args: argparse.Namespace, options: Options, extras, early: list[int], runner) -> int:
+    """Run `runner` and write its outputs; the exit code."""
+    talk = not args.quiet
     outputs: list[Output] = []
     summary = None
     try:
@@ -227,7 +261,7 @@ def command(argv: list[str] | None, early: list[int]) -> int:
         if args.errors:
             outputs.append(Output(args.errors, lambda: bool(early)))
             errors = NdjsonWriter(outputs[-1])
-        summary, signum = anyio.run(_main, args, options, out, errors, early)
+        summary, signum = anyio.run(_main, args, options, out, errors, early, runner)
         if signum is None:
             out.finish()
             if errors:
@@ -257,6 +291,11 @@ def command(argv: list[str] | None, early: list[int]) -> int:
             print(f"fastindex: {failed}; no output was committed", file=sys.stderr)
             return _finish(args, summary, EXIT_FATAL)
         error = _os_error(caught)
+        if error is None and args.dask and isinstance(caught, Exception):
+            # The cluster's word: a PATH a worker cannot see (NotShared), a
+            # task that killed its workers, a lost scheduler.
+            print(f"fastindex: --dask: {_innermost(caught)}; no output was committed", file=sys.stderr)
+            return _finish(args, summary, EXIT_FATAL)
         if error is None:
             raise
         if isinstance(error, BrokenPipeError):
