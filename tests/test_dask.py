@@ -281,7 +281,13 @@ def test_the_api(client, tree, monkeypatch):
 
     monkeypatch.chdir(tree)
     tags = TAGS.split(",")
-    assert fdask.index(["archive"], client, tags=tags, shard_files=40) == fastindex.index(["archive"], tags=tags)
+    mine_index = fdask.index(["archive"], client, tags=tags, shard_files=40)
+    local = fastindex.index(["archive"], tags=tags)
+    assert mine_index == local
+    # The same summary (but its time) and the same problems (sorted: the
+    # local run's come in the order files complete).
+    assert {**mine_index.summary.as_dict(), "seconds": 0, "files_per_second": 0} == {**local.summary.as_dict(), "seconds": 0, "files_per_second": 0}
+    assert sorted(mine_index.problems) == sorted(local.problems) and local.problems
     key = lambda r: r["file_path"]  # noqa: E731
     mine = list(fdask.iter_instances(["archive"], client.scheduler.address, relative_to="archive", shard_files=40))
     assert sorted(mine, key=key) == sorted(fastindex.iter_instances(["archive"], relative_to="archive"), key=key)

@@ -57,7 +57,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _native
-from .outcomes import WARNING, Summary
+from .api import Index
+from .outcomes import WARNING, Problem, Summary
 from .pipeline import Options
 from .pipeline import roots as given_roots
 from .pipeline import run as run_local
@@ -74,7 +75,7 @@ MAX_LISTED = 1 << 21
 Listed = tuple[str, str, "str | None", "str | None"]
 #: (place in its shard, display, reason, message) of a file that gave no
 #: record, or of an indexed file with warnings (reason "warning")
-Problem = tuple[int, str, str, str]
+Placed = tuple[int, str, str, str]
 
 
 class NotShared(RuntimeError):
@@ -100,7 +101,7 @@ class Outcome:
     warnings: int = 0
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     #: the shard's problems, placed among its files
-    problems: list[Problem] = dataclasses.field(default_factory=list)
+    problems: list[Placed] = dataclasses.field(default_factory=list)
     #: per-file records, compact: the column names once, then value rows
     names: tuple[str, ...] = ()
     rows: list[tuple] = dataclasses.field(default_factory=list)
@@ -179,7 +180,7 @@ def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str]
     _check_visible(roots)
     position = {display: i for i, (_, display) in enumerate(files)}
     found: list[dict] = []
-    problems: list[Problem] = []
+    problems: list[Placed] = []
 
     def on_problem(display: str, reason: str, message: str) -> None:
         problems.append((position[display], display, reason, message))
@@ -272,10 +273,10 @@ class Run:
         waiting: dict[Any, int] = {}
         #: shard number -> (the listing's own problems, the place of each
         #: file among the page's entries), while its task runs
-        listed: dict[int, tuple[list[Problem], list[int]]] = {}
+        listed: dict[int, tuple[list[Placed], list[int]]] = {}
         #: the same and the outcome, of shards done until those before them
         #: are written
-        done: dict[int, tuple[list[Problem], Outcome | None, list[int]]] = {}
+        done: dict[int, tuple[list[Placed], Outcome | None, list[int]]] = {}
         written = 0
         level0: list = []  # aggregate futures not grouped yet
         groups: set = set()  # merge futures, folded into the result as they finish
@@ -297,7 +298,7 @@ class Run:
                     shards += 1
                     files: list[tuple[str, str]] = []
                     where: list[int] = []
-                    skipped: list[Problem] = []
+                    skipped: list[Placed] = []
                     for i, (path, display, reason, message) in enumerate(page):
                         if reason is None:
                             files.append((os.path.join(cwd, path), display))
@@ -357,7 +358,7 @@ class Run:
         self.summary.unresolved = self.aggregator.unresolved
         self.summary.seconds = time.perf_counter() - started
 
-    def _emit(self, listed: list[Problem], outcome: Outcome | None, where: list[int]) -> Iterator[tuple[str, Any]]:
+    def _emit(self, listed: list[Placed], outcome: Outcome | None, where: list[int]) -> Iterator[tuple[str, Any]]:
         """A shard's outcome, counted, with the problems of the listing's
         own entries in their places (`where`: the place of each of the
         shard's files among its entries)."""
@@ -445,19 +446,25 @@ def _job(client, paths: Iterable, records: bool, *, jobs: int | None = None, rel
     return Run(client, paths, options, records=records, shard_files=shard_files)
 
 
-def index(paths: Iterable[str | os.PathLike], client=None, **options) -> list[dict]:
-    """`fastindex.index` on a Dask cluster: the same subseries records.
+def index(paths: Iterable[str | os.PathLike], client=None, **options) -> Index:
+    """`fastindex.index` on a Dask cluster: the same subseries records, with
+    the run's `summary` and `problems` (in listing order).
 
     `client`: a distributed.Client, a scheduler address, or None for the
     current default client. `options`: those of `fastindex.index` (`jobs`:
     parse threads per task, default the worker's share of its cores;
     `relative_to`, `follow_symlinks`, `tags`), `exclude` (the command's
     --exclude globs) and `shard_files` (entries per task)."""
+    problems: list[Problem] = []
     with _Connected(client) as c:
         job = _job(c, paths, False, **options)
-        for _ in job.events():
-            pass
-    return list(job.aggregator.dicts())
+        for kind, value in job.events():
+            if kind == "problem":
+                problems.append(Problem(*value))
+    records: list[Any] = job.aggregator.dicts()
+    out = Index(records)
+    out.summary, out.problems = job.summary, problems
+    return out
 
 
 def iter_instances(paths: Iterable[str | os.PathLike], client=None, **options) -> Iterator[dict]:
