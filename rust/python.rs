@@ -19,6 +19,7 @@ use crate::extract::record::{Outcome, Record, Value};
 use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
+use crate::sources::scan::{self, StatKey};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
 use crate::sources::{self, Entry, Files, Listing};
 
@@ -277,6 +278,85 @@ impl Pipeline {
             let _ = lock(&self.inner).close();
         });
     }
+}
+
+/// A stat key as Python sees it: (dev, ino, size, mtime_ns, ctime_ns).
+type PyKey = (u64, u64, u64, i64, i64);
+
+/// What `scan` gives: (changed, others, vanished, unchanged); changed:
+/// (path, display, key, known) per file to read; others: a Problem per
+/// entry the walk left out or could not look at; vanished: displays.
+type Scanned = (
+    Vec<(OsString, OsString, PyKey, bool)>,
+    Vec<Problem>,
+    Vec<OsString>,
+    usize,
+);
+
+/// Walk `roots` as `Pipeline` does and compare each file's stat key with
+/// `known`, a list of (display, key) from the last run, reading nothing
+/// (see `sources::scan`). `moved`: same size and mtime is unchanged,
+/// whatever the device, inode and ctime.
+#[pyfunction]
+#[pyo3(signature = (roots, known, *, moved = false, follow_symlinks = false, exclude = Vec::new(), own = Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn scan_changes(
+    py: Python<'_>,
+    roots: Vec<(PathBuf, PathBuf)>,
+    known: Vec<(PathBuf, PyKey)>,
+    moved: bool,
+    follow_symlinks: bool,
+    exclude: Vec<String>,
+    own: Vec<(u64, u64)>,
+) -> PyResult<Scanned> {
+    let roots = roots
+        .into_iter()
+        .map(|(path, display)| Root {
+            path,
+            display: display.into_os_string(),
+        })
+        .collect();
+    let filter = Filter {
+        exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
+        own,
+    };
+    let known = known
+        .into_iter()
+        .map(|(display, (dev, ino, size, mtime_ns, ctime_ns))| {
+            let key = StatKey {
+                dev,
+                ino,
+                size,
+                mtime_ns,
+                ctime_ns,
+            };
+            (display.into_os_string(), key)
+        })
+        .collect();
+    let found = py.detach(|| scan::scan(Walk::new(roots, follow_symlinks, filter), known, moved));
+    let changed = found
+        .changed
+        .into_iter()
+        .map(|c| {
+            let k = c.key;
+            let key = (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns);
+            (c.entry.path.into_os_string(), c.entry.display, key, c.known)
+        })
+        .collect();
+    let mut others = Vec::with_capacity(found.others.len());
+    for e in found.others {
+        let (reason, message) = match &e.found {
+            sources::Found::Skip(r, m) | sources::Found::Fail(r, m) => (*r, m.clone()),
+            sources::Found::File => continue,
+        };
+        others.push(Problem {
+            path: e.path.as_os_str().into_pyobject(py)?.unbind(),
+            display: e.display.as_os_str().into_pyobject(py)?.unbind(),
+            reason: PyString::intern(py, reason).unbind(),
+            message: PyString::new(py, &message).unbind(),
+        });
+    }
+    Ok((changed, others, found.vanished, found.unchanged))
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -639,6 +719,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add_function(wrap_pyfunction!(roots, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_changes, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     let reasons = PyList::empty(m.py());
     for r in crate::outcome::REASONS {

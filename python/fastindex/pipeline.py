@@ -88,6 +88,7 @@ async def run(
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
     files: Sequence[tuple[str, str]] | None = None,
+    on_fallback: Callable[[str, int], None] | None = None,
 ) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
@@ -95,7 +96,8 @@ async def run(
     `on_problem(display, reason, message)` hears of every file that gave
     no record, and of every indexed file with warnings (reason "warning").
     With `files`, a list of (path, display path), just those files are
-    read: nothing is walked and `paths` is ignored."""
+    read: nothing is walked and `paths` is ignored. `on_fallback(display,
+    warnings)` hears of each file the pydicom fallback indexed."""
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
@@ -122,6 +124,8 @@ async def run(
             summary.indexed += 1
             summary.via_pydicom += 1
             summary.warnings += count
+            if on_fallback:
+                on_fallback(display, count)
             keep([rec])
             if messages and on_problem:
                 on_problem(display, WARNING, "; ".join(messages))
