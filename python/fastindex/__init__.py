@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .fields import FIELDS, INSTANCE_FIELDS, SUBSERIES_FIELDS
     from .loader import load, schema
     from .outcomes import NotIndexed
+    from .watch import watch
 
 #: public name -> module that defines it. Imported on first use: the
 #: command installs its signal handlers before anything heavy is imported
@@ -36,6 +37,7 @@ _WHERE = {
     "NotIndexed": ".outcomes",
     "load": ".loader",
     "schema": ".loader",
+    "watch": ".watch",
 }
 
 __all__ = sorted(_WHERE)

@@ -209,6 +209,11 @@ def command(argv: list[str] | None, early: list[int]) -> int:
     # Libraries' warnings never reach stderr: pydicom's are caught per file
     # (fallback.read_noted), counted and listed with --errors.
     warnings.simplefilter("ignore")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        from . import watch_cli
+
+        return watch_cli.command(argv[1:], early)
     args = parser().parse_args(argv)
     try:
         # Split on commas, but not inside "(gggg,eeee)".

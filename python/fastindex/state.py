@@ -370,7 +370,7 @@ class State:
         aggregator: _native.Aggregator,
         read: Sequence[Row],
         gone: Sequence[str],
-        others: Sequence[Row],
+        others: Sequence[Row] | None,
         *,
         kind: str,
         started_at: str,
@@ -379,7 +379,8 @@ class State:
     ) -> None:
         """One transaction: files in `read` (new or changed) replace their
         rows, files in `gone` leave, `others` (entries the walk left out or
-        could not look at) replace the previous run's; `aggregator` (the
+        could not look at) replace the previous run's (None: kept as they
+        are); `aggregator` (the
         stored one) follows, and is stored. `stamp`: note each subseries
         that got an instance (the watcher's series_stable)."""
         db = self.db
@@ -393,9 +394,9 @@ class State:
                     aggregator.remove_dict(old.record, path)
             db.executemany("DELETE FROM files WHERE file_path = ?", [(db_text(p),) for p in gone])
             db.executemany("INSERT INTO removed VALUES (?, ?)", [(db_text(p), when) for p in gone])
-            if others is not None and kind != "watch":
+            if others is not None:
                 db.execute("DELETE FROM files WHERE dev IS NULL")
-            fresh = [*read, *others]
+            fresh = [*read, *(others or ())]
             db.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(_COLUMNS))})", [r.values() for r in fresh])
             for r in read:
                 if r.status == "indexed" and r.record is not None:
@@ -412,13 +413,13 @@ class State:
                     [(*k, when) for k in keys],
                 )
             db.execute("INSERT OR REPLACE INTO aggregate VALUES (1, ?)", (aggregator.to_bytes(),))
-            db.executemany("DELETE FROM pending WHERE file_path = ?", [(db_text(p),) for p in changed])
-            if kind != "watch":
-                db.execute("DELETE FROM pending")
-            db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (started_at, when, kind, counts.get("read", 0), counts.get("unchanged", 0), counts.get("added", 0), counts.get("changed", 0), counts.get("removed", 0)),
-            )
+            # Taken up, or read again since: what a killed run left is done.
+            db.execute("DELETE FROM pending")
+            if kind != "watch":  # the watcher commits a little at a time
+                db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (started_at, when, kind, counts.get("read", 0), counts.get("unchanged", 0), counts.get("added", 0), counts.get("changed", 0), counts.get("removed", 0)),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
