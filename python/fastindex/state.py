@@ -230,13 +230,15 @@ class State:
 
     def _open(self, tags: list) -> None:
         db = self.db
-        db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL: a power loss may lose the last transactions, never
-        # the database's consistency (and the next run redoes what is lost).
-        db.execute("PRAGMA synchronous=NORMAL")
         (app,) = db.execute("PRAGMA application_id").fetchone()
         (version,) = db.execute("PRAGMA user_version").fetchone()
         wanted = json.dumps(tags)
+        if app in (0, APPLICATION_ID) and version <= SCHEMA_VERSION:
+            # WAL: readers query while a run or the watcher writes. NORMAL
+            # in WAL: a power loss may lose the last transactions, never the
+            # database's consistency (the next run redoes what is lost).
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
         if app == 0 and version == 0 and not db.execute("SELECT 1 FROM sqlite_master").fetchone():
             db.execute("BEGIN IMMEDIATE")
             _script(db, _TABLES)
