@@ -224,7 +224,7 @@ def test_a_second_run_on_the_same_state_is_refused(work):
         assert r.stdout == b""
     assert (work / "s.db").read_bytes() == before
     # Two at once for real: one of them is refused, the state stays whole.
-    procs = [subprocess.Popen([*FASTINDEX, "archive", "--state", "t.db", "-o", f"t{i}.ndjson"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    procs = [subprocess.Popen([*FASTINDEX, "archive", "--state", "t.db", "--tags", TAGS, "-o", f"t{i}.ndjson"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
     codes = sorted(p.wait() for p in procs)
     assert codes[0] == 0
     assert run(work, "t.db")["state"]["read"] == 0
