@@ -102,7 +102,6 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
         return _native.scan_changes(walked, known, moved=moved, follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=own)
 
     changed, others, vanished, unchanged = await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
-    del known
     pending = state.pending()
     taken: dict[str, Row] = {}
     to_read: list[tuple[str, str]] = []

@@ -153,7 +153,7 @@ class Row:
     @classmethod
     def of(cls, v: Sequence) -> Row:
         key = None if v[1] is None else tuple(v[1:6])
-        return cls(py_path(v[0]), key, v[6], v[7], v[8], bool(v[9]), None if v[17] is None else loads(v[17]), v[18])  # type: ignore[arg-type]
+        return cls(py_path(v[0]), key, v[6], v[7], v[8], bool(v[9]), None if v[17] is None else loads(v[17]), v[18])
 
 
 def warning_count(message: str) -> int:

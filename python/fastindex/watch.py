@@ -176,7 +176,7 @@ async def watch(
             started = now()
             counts = {"read": len(read), "removed": len(gone)}
             st.apply(aggregator, read, gone, others, kind="watch", started_at=started, counts=counts, stamp=True)
-            events = [{"event": "removed", "time": stamp(), "file_path": g} for g in gone]
+            events: list[dict] = [{"event": "removed", "time": stamp(), "file_path": g} for g in gone]
             for r in sorted(read, key=lambda r: os.fsencode(r.file_path)):
                 if r.status == "indexed":
                     events.append({"event": "instance", "time": r.read_at, "record": r.record})
