@@ -40,6 +40,7 @@ pub mod extract;
 pub mod outcome;
 pub mod output;
 pub mod pipeline;
+pub mod pool;
 pub mod sources;
 pub mod testbytes;
 

@@ -1,31 +1,36 @@
 //! The driver: listing → (ahead) → readers → batches, as an iterator.
 //!
-//! One thread runs the listing (a walk, a list of paths), gathers its
-//! entries into batches, lets the fetch's `Ahead` stage (prefetch) see
-//! each batch, and queues it. `jobs` reader threads each take a batch,
-//! read every file of it through the fetch with scratch buffers made once
-//! per thread and each file under `catch_unwind` (a bug in the reader
-//! costs that file an error, not the run), fold the records into an
-//! aggregator when one is given, and send the batch's outcome on. The
-//! caller pulls those outcomes from `Pipeline`, an iterator.
+//! One thread of the run's own runs the listing (a walk, a list of
+//! paths), gathers its entries into batches, lets the fetch's `Ahead` stage
+//! (prefetch) see each batch, and queues it as a task in the process-wide
+//! pool of parse threads (`pool`), at most `jobs` at a time and never more
+//! than `QUEUE` batches ahead of the caller. A parse thread reads every
+//! file of a task through the fetch with scratch buffers made once per
+//! thread and each file under `catch_unwind` (a bug in the reader costs
+//! that file an error, not the run), folds the records into an aggregator
+//! when one is given, and leaves the batch's outcome for the caller, who
+//! pulls those outcomes from `Pipeline`, an iterator.
 //!
-//! Lifecycle: dropping the iterator, or `close()`, stops the listing, the
-//! readers and the ahead stage and joins every thread. A thread that fails
-//! (panics, outside the per-file guard, or loses its ahead stage) stops
-//! the others, and the iterator then yields `Err(Failure)`: a run never
-//! ends as if complete with part of the archive missing.
+//! Lifecycle: dropping the iterator, or `close()`, stops the listing and
+//! the ahead stage, takes the run's queued tasks back from the pool, waits
+//! for those being read (each checks for the stop between files) and
+//! joins the listing thread. A thread or task that fails (panics, outside
+//! the per-file guard, or loses its ahead stage) stops the run, and the
+//! iterator then yields `Err(Failure)`: a run never ends as if complete
+//! with part of the archive missing.
 //!
 //! For tests of that, `FASTINDEX_TEST_PANIC=walk` (or `read`) makes the
 //! listing thread (or a reader thread) panic on its first batch.
 
 use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
 use crate::aggregate::Aggregator;
@@ -34,16 +39,19 @@ use crate::dicom::error::{Error, Result};
 use crate::extract::record::{Outcome, Record};
 use crate::extract::schema::Schema;
 use crate::outcome;
+use crate::pool;
 use crate::sources::{read_entry, Ahead, Entry, Fetch, Found, Listing};
 
-/// Batches queued between the listing and the readers: also how far ahead
-/// of the parsers the ahead stage may read.
+/// Batches listed (and asked for ahead) but not yet read, and batches read
+/// but not yet taken by the caller, at most: how far ahead of the parsers
+/// the ahead stage may read, and how much a slow caller holds.
 const QUEUE: usize = 8;
 
 /// The knobs of one run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Reader threads (at least 1).
+    /// Batches of this run read at once, at most (at least 1): the
+    /// process-wide pool has `pool::threads()` parse threads for all runs.
     pub jobs: usize,
     /// Entries per batch.
     pub batch_size: usize,
@@ -57,7 +65,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            jobs: thread::available_parallelism().map_or(1, |n| n.get()),
+            jobs: pool::cores(),
             batch_size: 256,
             concurrency: 16,
             records: false,
@@ -158,13 +166,28 @@ pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// State the threads share with the iterator.
-#[derive(Default)]
+/// State the listing thread, the run's tasks and the iterator share.
 struct Shared {
+    /// This run's tasks in the shared pool.
+    id: u64,
     /// Set to end the run early: closed, dropped, or a thread failed.
     stop: AtomicBool,
     /// The first failure.
     failure: Mutex<Option<Failure>>,
+    state: Mutex<State>,
+    /// Signalled on every change of `state` (and on stop).
+    changed: Condvar,
+}
+
+/// Where the run's batches are.
+#[derive(Default)]
+struct State {
+    /// Read, waiting for the iterator.
+    done: VecDeque<Batch>,
+    /// Tasks queued or being read in the pool.
+    in_flight: usize,
+    /// The listing has handed over its last batch (or stopped).
+    listed: bool,
 }
 
 impl Shared {
@@ -174,15 +197,22 @@ impl Shared {
 
     fn fail(&self, stage: &'static str, message: String) {
         lock(&self.failure).get_or_insert(Failure { stage, message });
+        self.halt();
+    }
+
+    fn halt(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Taken so that no waiter misses the news between its check and
+        // its wait.
+        let _state = lock(&self.state);
+        self.changed.notify_all();
     }
 }
 
 /// A running pipeline: an iterator of batch outcomes. See the module.
 pub struct Pipeline {
-    out: Option<Receiver<Batch>>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    listing: Option<JoinHandle<()>>,
     /// The failure has been yielded (or the run is over).
     done: bool,
 }
@@ -194,8 +224,43 @@ pub struct Stop(Arc<Shared>);
 
 impl Stop {
     pub fn stop(&self) {
-        self.0.stop.store(true, Ordering::Relaxed);
+        self.0.halt();
     }
+
+    /// Stop, take the run's queued tasks back, and wait (until `deadline`)
+    /// for its listing and running tasks to end: then nothing of the run
+    /// runs or holds what it was lent, though the iterator is still open.
+    /// False when the deadline came first.
+    pub fn quiesce(&self, deadline: std::time::Instant) -> bool {
+        self.0.halt();
+        pool::purge(self.0.id);
+        let mut state = lock(&self.0.state);
+        while !(state.listed && state.in_flight == 0) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .0
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// What the listing thread needs to hand batches to the shared pool.
+struct Feed {
+    shared: Arc<Shared>,
+    fetch: Arc<dyn Fetch>,
+    schema: Arc<Schema>,
+    fold: Option<Arc<dyn Fold>>,
+    records: bool,
+    /// Batches of this run read at once, at most.
+    jobs: usize,
+    panic_read: bool,
 }
 
 impl Pipeline {
@@ -208,41 +273,40 @@ impl Pipeline {
         fold: Option<Arc<dyn Fold>>,
         options: &Options,
     ) -> Pipeline {
-        let shared = Arc::new(Shared::default());
-        let jobs = options.jobs.max(1);
-        let (work_tx, work_rx) = sync_channel::<Vec<Entry>>(QUEUE);
-        let (out_tx, out_rx) = sync_channel::<Batch>(jobs * 2);
-        let work_rx = Arc::new(Mutex::new(work_rx));
+        let shared = Arc::new(Shared {
+            id: pool::run_id(),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
         let inject = std::env::var("FASTINDEX_TEST_PANIC").ok();
-        let mut threads = Vec::with_capacity(jobs + 1);
-
+        let feed = Feed {
+            shared: shared.clone(),
+            fetch: fetch.clone(),
+            schema,
+            fold: if options.records { None } else { fold },
+            records: options.records,
+            jobs: options.jobs.max(1),
+            panic_read: inject.as_deref() == Some("read"),
+        };
         let ahead = fetch.ahead(options.concurrency);
         let batch_size = options.batch_size.max(1);
         let panic_walk = inject.as_deref() == Some("walk");
-        let listed = spawn("walk", &shared, move |shared| {
-            list(listing, ahead, &work_tx, batch_size, shared, panic_walk)
+        let listing = spawn("walk", &shared, move |shared| {
+            let listed = list(listing, ahead, &feed, batch_size, shared, panic_walk);
+            // What the feed lent the run's tasks goes before `listed` says so.
+            drop(feed);
+            lock(&shared.state).listed = true;
+            shared.changed.notify_all();
+            listed
         });
-        threads.extend(listed);
-
-        for i in 0..jobs {
-            let reader = Reader {
-                work: work_rx.clone(),
-                out: out_tx.clone(),
-                fetch: fetch.clone(),
-                schema: schema.clone(),
-                fold: if options.records { None } else { fold.clone() },
-                records: options.records,
-                panic: i == 0 && inject.as_deref() == Some("read"),
-            };
-            threads.extend(spawn("read", &shared, move |shared| reader.run(shared)));
-        }
-        if threads.len() < 2 {
-            shared.fail("read", "could not start the threads of the run".into());
+        if listing.is_none() {
+            shared.fail("walk", "could not start the threads of the run".into());
         }
         Pipeline {
-            out: Some(out_rx),
             shared,
-            threads,
+            listing,
             done: false,
         }
     }
@@ -252,24 +316,32 @@ impl Pipeline {
         Stop(self.shared.clone())
     }
 
-    /// Stop everything and join every thread. Err when a thread had failed
-    /// and the iterator has not yielded that yet.
+    /// Stop everything: take the run's queued batches back from the pool,
+    /// wait for those being read and join the listing thread. Err when a
+    /// thread had failed and the iterator has not yielded that yet.
     pub fn close(&mut self) -> std::result::Result<(), Failure> {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.halt();
         self.finish()
     }
 
-    /// Join the threads (they are ending) and report a failure once.
+    /// Wait for the run's threads and tasks (they are ending) and report a
+    /// failure once.
     fn finish(&mut self) -> std::result::Result<(), Failure> {
-        // Readers blocked on a full output channel see it closed.
-        self.out = None;
-        for t in self.threads.drain(..) {
+        pool::purge(self.shared.id);
+        if let Some(t) = self.listing.take() {
             if t.join().is_err() {
                 // The guard in `spawn` catches panics; a join that fails is
                 // the guard's own.
                 self.shared
-                    .fail("read", "a thread of the run ended abnormally".into());
+                    .fail("walk", "a thread of the run ended abnormally".into());
             }
+        }
+        {
+            let mut state = lock(&self.shared.state);
+            while state.in_flight > 0 {
+                state = wait(&self.shared.changed, state);
+            }
+            state.done.clear();
         }
         if std::mem::replace(&mut self.done, true) {
             return Ok(());
@@ -281,6 +353,10 @@ impl Pipeline {
     }
 }
 
+fn wait<'a, T>(c: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    c.wait(guard).unwrap_or_else(|e| e.into_inner())
+}
+
 impl Iterator for Pipeline {
     type Item = std::result::Result<Batch, Failure>;
 
@@ -288,14 +364,26 @@ impl Iterator for Pipeline {
         if self.done {
             return None;
         }
-        if lock(&self.shared.failure).is_none() {
-            let got = self.out.as_ref().and_then(|rx| rx.recv().ok());
-            if let Some(batch) = got {
-                return Some(Ok(batch));
+        {
+            let shared = &self.shared;
+            let mut state = lock(&shared.state);
+            loop {
+                if shared.stopped() {
+                    break;
+                }
+                if let Some(batch) = state.done.pop_front() {
+                    drop(state);
+                    shared.changed.notify_all(); // room for the listing
+                    return Some(Ok(batch));
+                }
+                if state.listed && state.in_flight == 0 {
+                    break;
+                }
+                state = wait(&shared.changed, state);
             }
         }
-        // Over, or failed: every sender is gone (or going).
-        self.shared.stop.store(true, Ordering::Relaxed);
+        // Over, stopped or failed.
+        self.shared.halt();
         self.finish().err().map(Err)
     }
 }
@@ -307,7 +395,7 @@ impl Drop for Pipeline {
 }
 
 /// Spawn a thread of the run whose failure (a panic, or Err) is recorded
-/// and stops the others. None when no thread could be made.
+/// and stops the run. None when no thread could be made.
 fn spawn<F>(stage: &'static str, shared: &Arc<Shared>, body: F) -> Option<JoinHandle<()>>
 where
     F: FnOnce(&Shared) -> std::result::Result<(), String> + Send + 'static,
@@ -315,65 +403,110 @@ where
     let shared = shared.clone();
     thread::Builder::new()
         .name(format!("fastindex-{stage}"))
-        .spawn(move || {
-            let failed = match catch_unwind(AssertUnwindSafe(|| body(&shared))) {
-                Ok(Ok(())) => return,
-                Ok(Err(message)) => message,
-                Err(panic) => format!("a thread panicked: {}", panic_message(&*panic)),
-            };
-            shared.fail(stage, failed);
-        })
+        .spawn(move || guarded(stage, &shared, body))
         .ok()
 }
 
-/// The listing thread: entries into batches, through the ahead stage, to
-/// the readers.
+/// Run `body`; a panic or an Err fails the run.
+fn guarded<F>(stage: &'static str, shared: &Shared, body: F)
+where
+    F: FnOnce(&Shared) -> std::result::Result<(), String>,
+{
+    let failed = match catch_unwind(AssertUnwindSafe(|| body(shared))) {
+        Ok(Ok(())) => return,
+        Ok(Err(message)) => message,
+        Err(panic) => format!("a thread panicked: {}", panic_message(&*panic)),
+    };
+    shared.fail(stage, failed);
+}
+
+/// The listing thread: entries into batches, through the ahead stage
+/// (which may run up to `QUEUE` batches ahead of the readers), to the pool.
 fn list(
     listing: Box<dyn Listing>,
     mut ahead: Option<Box<dyn Ahead>>,
-    work: &SyncSender<Vec<Entry>>,
+    feed: &Feed,
     batch_size: usize,
     shared: &Shared,
     panic: bool,
 ) -> std::result::Result<(), String> {
-    let mut send = |batch: Vec<Entry>| -> std::result::Result<bool, String> {
-        if let Some(a) = ahead.as_mut() {
-            a.batch(&batch, &shared.stop)?;
+    let mut listing = listing.fuse();
+    let mut ready: VecDeque<Vec<Entry>> = VecDeque::new();
+    let listed = (|| loop {
+        if shared.stopped() {
+            return Ok(());
         }
-        if panic {
-            panic!("FASTINDEX_TEST_PANIC=walk");
+        // Hand over what the run may have in flight now.
+        while !ready.is_empty() && feed.room() {
+            let batch = ready.pop_front().expect("not empty");
+            feed.submit(batch)?;
         }
-        // The readers are gone: stopped, or failed (which they report).
-        Ok(!shared.stopped() && work.send(batch).is_ok())
-    };
-    let listed = (|| {
-        let mut pending = Vec::with_capacity(batch_size);
-        for entry in listing {
-            if shared.stopped() {
-                return Ok(());
+        if ready.len() < QUEUE {
+            let batch: Vec<Entry> = listing.by_ref().take(batch_size).collect();
+            if !batch.is_empty() {
+                if let Some(a) = ahead.as_mut() {
+                    a.batch(&batch, &shared.stop)?;
+                }
+                if panic {
+                    panic!("FASTINDEX_TEST_PANIC=walk");
+                }
+                ready.push_back(batch);
+                continue;
             }
-            pending.push(entry);
-            if pending.len() == batch_size
-                && !send(std::mem::replace(
-                    &mut pending,
-                    Vec::with_capacity(batch_size),
-                ))?
-            {
-                return Ok(());
+            if ready.is_empty() {
+                return Ok(()); // all handed over
             }
         }
-        if !pending.is_empty() {
-            send(pending)?;
+        let state = lock(&shared.state);
+        if !shared.stopped() && !feed.room_in(&state) {
+            drop(wait(&shared.changed, state));
         }
-        Ok(())
     })();
     let finished = ahead.take().map_or(Ok(()), |a| a.finish());
     listed.and(finished)
 }
 
-struct Reader {
-    work: Arc<Mutex<Receiver<Vec<Entry>>>>,
-    out: SyncSender<Batch>,
+impl Feed {
+    /// Whether the run may have one more batch in flight.
+    fn room(&self) -> bool {
+        self.room_in(&lock(&self.shared.state))
+    }
+
+    fn room_in(&self, state: &State) -> bool {
+        // At most `jobs` being read, and no more read than the iterator
+        // can be behind by.
+        state.in_flight < self.jobs && state.in_flight + state.done.len() < self.jobs + QUEUE
+    }
+
+    /// Queue one batch in the shared pool.
+    fn submit(&self, entries: Vec<Entry>) -> std::result::Result<(), String> {
+        lock(&self.shared.state).in_flight += 1;
+        let task = Task {
+            job: Some(Job {
+                entries,
+                fetch: self.fetch.clone(),
+                schema: self.schema.clone(),
+                fold: self.fold.clone(),
+                records: self.records,
+                panic: self.panic_read,
+            }),
+            shared: self.shared.clone(),
+        };
+        // On Err the task was dropped, and has counted itself out.
+        pool::submit(self.shared.id, Box::new(move || task.run()))
+    }
+}
+
+/// One batch to read, in the shared pool. Dropped, run or not, it counts
+/// itself out of its run's `in_flight`, after dropping what it holds: once
+/// `in_flight` says 0, the run may take every reference it lent as back.
+struct Task {
+    job: Option<Job>,
+    shared: Arc<Shared>,
+}
+
+struct Job {
+    entries: Vec<Entry>,
     fetch: Arc<dyn Fetch>,
     schema: Arc<Schema>,
     fold: Option<Arc<dyn Fold>>,
@@ -381,38 +514,55 @@ struct Reader {
     panic: bool,
 }
 
-impl Reader {
+thread_local! {
+    /// Buffers made once per parse thread, kept from file to file.
+    static SCRATCH: RefCell<Collected> = RefCell::new(Collected::default());
+}
+
+impl Task {
+    fn run(mut self) {
+        let Some(job) = self.job.take() else { return };
+        guarded("read", &self.shared, |shared| job.run(shared));
+    }
+}
+
+impl Job {
     fn run(self, shared: &Shared) -> std::result::Result<(), String> {
-        // Buffers made once per thread, kept from file to file.
-        let mut scratch = Collected::default();
-        loop {
-            if shared.stopped() {
-                return Ok(());
-            }
-            let Ok(entries) = lock(&self.work).recv() else {
-                return Ok(()); // the listing is over
-            };
-            if self.panic {
-                panic!("FASTINDEX_TEST_PANIC=read");
-            }
-            let mut batch = Batch::default();
-            for e in entries {
+        if shared.stopped() {
+            return Ok(());
+        }
+        if self.panic {
+            panic!("FASTINDEX_TEST_PANIC=read");
+        }
+        let mut batch = Batch::default();
+        SCRATCH.with_borrow_mut(|scratch| {
+            for e in self.entries {
                 if shared.stopped() {
-                    return Ok(());
+                    return;
                 }
-                read_one(&*self.fetch, &self.schema, e, &mut scratch, &mut batch);
+                read_one(&*self.fetch, &self.schema, e, scratch, &mut batch);
             }
-            batch.indexed = batch.records.len();
-            if !self.records {
-                match &self.fold {
-                    Some(fold) => batch.fold(&**fold),
-                    None => batch.records.clear(),
-                }
-            }
-            if self.out.send(batch).is_err() {
-                return Ok(()); // the iterator is gone
+        });
+        if shared.stopped() {
+            return Ok(());
+        }
+        batch.indexed = batch.records.len();
+        if !self.records {
+            match &self.fold {
+                Some(fold) => batch.fold(&**fold),
+                None => batch.records.clear(),
             }
         }
+        lock(&shared.state).done.push_back(batch);
+        Ok(())
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.job = None;
+        lock(&self.shared.state).in_flight -= 1;
+        self.shared.changed.notify_all();
     }
 }
 
@@ -472,12 +622,13 @@ pub fn read_guarded(
     entry: &Entry,
     out: &mut Collected,
 ) -> Result<Outcome> {
-    match catch_unwind(AssertUnwindSafe(|| read_entry(fetch, schema, entry, out))) {
-        Ok(r) => r,
-        Err(_) => Err(Error::Malformed(
-            "internal error in the reader (please report this file)".into(),
-        )),
-    }
+    catch_unwind(AssertUnwindSafe(|| read_entry(fetch, schema, entry, out)))
+        .unwrap_or_else(|_| Err(internal_error()))
+}
+
+/// What a panic in the reader (a bug) makes of the file it was reading.
+pub fn internal_error() -> Error {
+    Error::Malformed("internal error in the reader (please report this file)".into())
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 //! GIL released, and only records that are written (and problems) become
 //! Python objects.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
@@ -153,6 +156,109 @@ impl Problem {
 
 type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, u64);
 
+/// Every run alive in the process, by id, and how many Python threads are
+/// in native code with the GIL released (`release`). `shutdown` (run as the
+/// interpreter exits) stops the runs, waits for their threads and tasks and
+/// for those Python threads to be back, and from then on nothing releases
+/// the GIL: a thread still in native code when the interpreter finalises
+/// would be ended by the interpreter as it asks for the GIL back, through
+/// Rust frames (an abort), and a parse thread still folding into an
+/// aggregator that finalisation frees would write into freed memory.
+struct Live {
+    runs: Mutex<HashMap<u64, Stop>>,
+    /// (threads in `release`, shutting down)
+    released: Mutex<(usize, bool)>,
+    back: Condvar,
+}
+
+fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(|| Live {
+        runs: Mutex::new(HashMap::new()),
+        released: Mutex::new((0, false)),
+        back: Condvar::new(),
+    })
+}
+
+/// Counts a thread in `release` while it lives.
+struct Released;
+
+impl Released {
+    /// None once the interpreter is exiting.
+    fn enter() -> Option<Released> {
+        let mut r = lock(&live().released);
+        if r.1 {
+            return None;
+        }
+        r.0 += 1;
+        Some(Released)
+    }
+}
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        lock(&live().released).0 -= 1;
+        live().back.notify_all();
+    }
+}
+
+fn exiting() -> bool {
+    lock(&live().released).1
+}
+
+/// Run `f` with the GIL released, unless the interpreter is exiting (then
+/// with it held: see `Live`).
+fn release<T, F>(py: Python<'_>, f: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    match Released::enter() {
+        Some(_counted) => py.detach(f),
+        None => f(),
+    }
+}
+
+/// For the interpreter's exit: stop every run of the process, wait (at
+/// most `timeout` seconds) for their threads and tasks to end and for every
+/// thread in native code to be back; from then on nothing releases the GIL
+/// and a run still pulled raises RunFailed. True when all that was done in
+/// time.
+#[pyfunction]
+fn shutdown(py: Python<'_>, timeout: f64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+    lock(&live().released).1 = true;
+    let runs: Vec<Stop> = lock(&live().runs).values().cloned().collect();
+    py.detach(|| {
+        let quiet = runs.iter().all(|r| r.quiesce(deadline));
+        let mut r = lock(&live().released);
+        while r.0 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            r = live()
+                .back
+                .wait_timeout(r, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        quiet
+    })
+}
+
+/// Set the process-wide threads that every run shares: `threads` parse
+/// threads, `prefetchers` header reads in flight ahead of them on a slow
+/// disk. None leaves a setting as it is; returns both as they now are.
+#[pyfunction]
+#[pyo3(signature = (threads = None, prefetchers = None))]
+fn configure(threads: Option<usize>, prefetchers: Option<usize>) -> (usize, usize) {
+    (
+        crate::pool::configure(threads),
+        crate::sources::prefetch::configure(prefetchers),
+    )
+}
+
 /// A run: walk `roots`, a list of (path, display prefix), read every file
 /// on `jobs` threads and fold the records into `aggregator`; batches of
 /// outcomes come out of `next_batch`. `concurrency`: header reads
@@ -165,6 +271,8 @@ type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, 
 struct Pipeline {
     inner: Mutex<pipeline::Pipeline>,
     stop: Stop,
+    /// Its key in `live().runs`.
+    id: u64,
     schema: Py<Schema>,
     aggregator: Py<Aggregator>,
     records: bool,
@@ -223,8 +331,11 @@ impl Pipeline {
             Some(fold),
             &options,
         );
+        let id = crate::pool::run_id();
+        lock(&live().runs).insert(id, inner.stopper());
         Ok(Pipeline {
             stop: inner.stopper(),
+            id,
             inner: Mutex::new(inner),
             schema,
             aggregator,
@@ -240,7 +351,12 @@ impl Pipeline {
     /// has values written as null because they did not parse. Raises
     /// RunFailed when a thread of the run failed.
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<BatchResult<'py>>> {
-        let Some(next) = py.detach(|| lock(&self.inner).next()) else {
+        if exiting() {
+            return Err(RunFailed::new_err(
+                "the interpreter is exiting: the run was stopped before its end",
+            ));
+        }
+        let Some(next) = release(py, || lock(&self.inner).next()) else {
             return Ok(None);
         };
         let mut batch: Batch = next.map_err(|f| RunFailed::new_err(f.to_string()))?;
@@ -261,7 +377,7 @@ impl Pipeline {
                 list.append(record_dict(py, schema, rec, path, None)?)?;
             }
             let fold = PyFold(self.aggregator.clone_ref(py));
-            py.detach(|| batch.fold(&fold));
+            release(py, || batch.fold(&fold));
             Some(list)
         } else {
             None
@@ -269,14 +385,27 @@ impl Pipeline {
         Ok(Some((dicts, problems, batch.indexed, batch.warnings)))
     }
 
-    /// Stop the run and join its threads (also when it is over). Another
-    /// thread blocked in next_batch returns soon after.
+    /// Stop the run and wait for its threads and tasks (also when it is
+    /// over). Another thread blocked in next_batch returns soon after.
     fn close(&self, py: Python<'_>) {
         self.stop.stop();
         // A failure not yet seen is dropped: closing abandons the run.
-        py.detach(|| {
+        release(py, || {
             let _ = lock(&self.inner).close();
         });
+        lock(&live().runs).remove(&self.id);
+    }
+
+    /// Ask the run to stop, without waiting: next_batch then returns None
+    /// within a file or so; close() waits for the rest.
+    fn stop(&self) {
+        self.stop.stop();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        lock(&live().runs).remove(&self.id);
     }
 }
 
@@ -369,10 +498,41 @@ fn read_file<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let core = schema.get().inner.clone();
     let entry = Entry::file(path, display.into_os_string());
-    let r = py.detach(|| pipeline::read_guarded(&Files, &core, &entry, &mut Collected::default()));
+    let r = release(py, || {
+        pipeline::read_guarded(&Files, &core, &entry, &mut Collected::default())
+    });
+    outcome_tuple(py, schema.get(), r, &entry.display)
+}
+
+/// Read one file's bytes (in memory) as the file would be read: the same
+/// answers as `read_file`, `display` written as its path.
+#[pyfunction]
+fn read_bytes<'py>(
+    py: Python<'py>,
+    schema: Py<Schema>,
+    data: &[u8],
+    display: PathBuf,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let core = schema.get().inner.clone();
+    let r = release(py, || {
+        catch_unwind(AssertUnwindSafe(|| {
+            crate::dicom::reader::read_bytes(&core, data, &mut Collected::default())
+        }))
+        .unwrap_or_else(|_| Err(pipeline::internal_error()))
+    });
+    outcome_tuple(py, schema.get(), r, display.as_os_str())
+}
+
+/// ("indexed", record dict, warnings) or (reason, message, 0).
+fn outcome_tuple<'py>(
+    py: Python<'py>,
+    schema: &Schema,
+    r: crate::dicom::error::Result<Outcome>,
+    display: &OsStr,
+) -> PyResult<Bound<'py, PyTuple>> {
     match r {
         Ok(Outcome::Indexed(rec)) => {
-            let d = record_dict(py, schema.get(), &rec, &entry.display, None)?;
+            let d = record_dict(py, schema, &rec, display, None)?;
             ("indexed", d, rec.warnings).into_pyobject(py)
         }
         Ok(Outcome::Skipped { reason, message }) => (reason, message, 0u32).into_pyobject(py),
@@ -514,7 +674,7 @@ impl Aggregator {
 
     /// Sort and resolve, if not done since the last change (GIL released).
     fn finish(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| {
+        release(py, || {
             let core = lock(&self.inner);
             let mut finished = lock(&self.finished);
             if finished.is_none() {
@@ -565,14 +725,14 @@ impl Aggregator {
     /// representative was removed and not replaced: until each gets one,
     /// `dicts` and `unresolved` raise RuntimeError.
     fn needs_representative(&self, py: Python<'_>) -> Vec<Key> {
-        py.detach(|| lock(&self.inner).needs_representative())
+        release(py, || lock(&self.inner).needs_representative())
     }
 
     /// Fold in another aggregate of the same schema (which is left as it
     /// was): the result is the same whatever the split and the order.
     fn merge(&self, py: Python<'_>, other: &Bound<'_, Aggregator>) -> PyResult<()> {
         let other = other.get();
-        py.detach(|| {
+        release(py, || {
             let theirs = lock(&other.inner).clone();
             self.change(|core| core.merge(theirs))
         })
@@ -582,7 +742,7 @@ impl Aggregator {
     /// The aggregate as bytes (canonical: equal aggregates give equal
     /// bytes), for `from_bytes`.
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let data = py.detach(|| lock(&self.inner).to_bytes());
+        let data = release(py, || lock(&self.inner).to_bytes());
         PyBytes::new(py, &data)
     }
 
@@ -596,9 +756,7 @@ impl Aggregator {
         data: &[u8],
     ) -> PyResult<Self> {
         let sigs = extra_sigs(&schema.get().inner);
-        let core = py
-            .detach(|| Core::from_bytes(sigs, data))
-            .map_err(agg_err)?;
+        let core = release(py, || Core::from_bytes(sigs, data)).map_err(agg_err)?;
         Ok(Aggregator::with_core(schema, core))
     }
 
@@ -717,6 +875,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Aggregator>()?;
     m.add("RunFailed", m.py().get_type::<RunFailed>())?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(read_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add_function(wrap_pyfunction!(roots, m)?)?;
     m.add_function(wrap_pyfunction!(scan_changes, m)?)?;

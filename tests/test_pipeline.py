@@ -20,8 +20,24 @@ from fastindex import _native
 CT = hostile._hand(lambda w: None)
 
 
+#: the process-wide threads every run shares (rust/pool.rs, prefetch.rs):
+#: started once, kept; a run's own threads are all the others
+SHARED = ("fastindex-read", "fastindex-pre")
+
+
+def names() -> list[str]:
+    out = []
+    for t in os.listdir("/proc/self/task"):
+        try:
+            out.append(Path(f"/proc/self/task/{t}/comm").read_text().strip())
+        except OSError:
+            pass
+    return out
+
+
 def threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+    """Threads of this process but the shared ones."""
+    return sum(not n.startswith(SHARED) for n in names())
 
 
 def settle(expected: int, timeout: float = 5.0) -> int:
@@ -110,19 +126,17 @@ def test_the_api_raises_when_a_thread_fails(archive, monkeypatch):
     monkeypatch.setenv("FASTINDEX_TEST_PANIC", "walk")
     with pytest.raises(_native.RunFailed, match="FASTINDEX_TEST_PANIC=walk"):
         fastindex.index([archive])
-    # The prefetch threads too, though the listing thread died under them.
+    # The run's own threads are gone, though its listing thread died; the
+    # shared ones are no more than configured.
     assert native_threads() == 0
+    threads, prefetchers = _native.configure()
+    assert sum(n == "fastindex-read" for n in names()) <= threads
+    assert sum(n.startswith("fastindex-pre") for n in names()) <= prefetchers
 
 
 def native_threads() -> int:
-    """Threads of this process that the native run started."""
-    names = []
-    for t in os.listdir("/proc/self/task"):
-        try:
-            names.append(Path(f"/proc/self/task/{t}/comm").read_text())
-        except OSError:
-            pass
-    return sum(n.startswith("fastindex-") for n in names)
+    """Threads of this process that a native run started for itself."""
+    return sum(n.startswith("fastindex-") and not n.startswith(SHARED) for n in names())
 
 
 def test_an_abandoned_iter_instances_stops_the_run(archive, monkeypatch):

@@ -230,6 +230,10 @@ def command(argv: list[str] | None, early: list[int]) -> int:
             print(f"fastindex: {e.strerror}", file=sys.stderr)
             return EXIT_FATAL
     talk = not args.quiet
+    # One run in this process: the shared threads are its own.
+    from . import _native
+
+    _native.configure(args.jobs, args.concurrency or None)
     options = Options(
         jobs=args.jobs,
         relative_to=args.relative_to,

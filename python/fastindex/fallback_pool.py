@@ -16,6 +16,7 @@ Both sides are this package: pickle is safe here.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -23,9 +24,10 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .outcomes import NotIndexed
@@ -70,11 +72,12 @@ class Worker:
             start_new_session=True,
         )
 
-    def read(self, path: str, display: str, extras: Sequence[tuple]) -> tuple[dict, int, list[str]]:
+    def read(self, path: str, display: str, extras: Sequence[tuple], data: bytes | None = None) -> tuple[dict, int, list[str]]:
         """The record, its warning count and messages; NotIndexed if none.
         A file over a limit is NotIndexed too ("too_large", "timeout"); the
-        worker is then gone (`alive` is False)."""
-        _send(self.proc.stdin, (os.fsencode(path), display, list(extras)))
+        worker is then gone (`alive` is False). With `data`, those bytes
+        are read as the file (`path` is then unused)."""
+        _send(self.proc.stdin, (os.fsencode(path), display, list(extras), data))
         deadline = time.monotonic() + self.limits.timeout if self.limits.timeout > 0 else None
         try:
             reply = _receive(self.proc.stdout, deadline)
@@ -180,14 +183,15 @@ def serve(memory_mib: int) -> None:
         limit = None
     while True:
         try:
-            path, display, extras = _receive(stdin, None)
+            path, display, extras, data = _receive(stdin, None)
         except _Died:
             return
         try:
             if limit is not None:
                 _soft_limit(limit)
             try:
-                rec, notes = fallback.read_noted(os.fsdecode(path), display, [tuple(e) for e in extras])
+                with _as_file(os.fsdecode(path), data) as source:
+                    rec, notes = fallback.read_noted(source, display, [tuple(e) for e in extras])
             finally:
                 if limit is not None:
                     _soft_limit(None)
@@ -206,6 +210,33 @@ def serve(memory_mib: int) -> None:
             return
         if reply[1] == "too_large":
             return  # the heap may be fragmented past use: start afresh
+
+
+@contextlib.contextmanager
+def _as_file(path: str, data: bytes | None) -> Iterator[str]:
+    """`path`, or a file holding `data` (in memory where the system can):
+    bytes are read as a file would be, by the same code."""
+    if data is None:
+        yield path
+        return
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("fastindex-bytes")
+        try:
+            _write_all(fd, data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile(prefix="fastindex-bytes-") as f:
+        f.write(data)
+        f.flush()
+        yield f.name
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Pool:
@@ -250,11 +281,12 @@ _shared: Worker | None = None
 _shared_lock = threading.Lock()
 
 
-def read_one(path: str, display: str, extras: Sequence[tuple]) -> tuple[dict, int, list[str]]:
-    """One file, through a worker kept for such calls (`read_header`)."""
+def read_one(path: str, display: str, extras: Sequence[tuple], data: bytes | None = None) -> tuple[dict, int, list[str]]:
+    """One file (or `data`, read as that file), through a worker kept for
+    such calls (`read_header`, `read_bytes`)."""
     global _shared
     with _shared_lock:
         if _shared is None or not _shared.alive:
             _shared = Worker(Limits())
             atexit.register(_shared.kill)
-        return _shared.read(path, display, extras)
+        return _shared.read(path, display, extras, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import NamedTuple
 
 from . import _native
 
@@ -27,6 +28,16 @@ FALLBACK_REASONS = frozenset(name for name, _, falls_back, _, _ in REASONS if fa
 LIMIT_REASONS = frozenset(name for name, _, _, limit, _ in REASONS if limit)
 
 
+class Problem(NamedTuple):
+    """A file that gave no record (`reason` one of CATEGORY's keys), or an
+    indexed file with warnings (reason "warning"): what `--errors` lists.
+    `path` is the path as records write it."""
+
+    path: str
+    reason: str
+    message: str
+
+
 class NotIndexed(Exception):
     """A file that gave no record; `reason` is one of CATEGORY's keys."""
 
@@ -42,6 +53,9 @@ class NotIndexed(Exception):
 
 @dataclasses.dataclass
 class Summary:
+    """The counts of a run, as the command's summary line and `--summary`
+    give them (`as_dict`)."""
+
     indexed: int = 0
     via_pydicom: int = 0
     warnings: int = 0

@@ -1,17 +1,22 @@
 """walk → read → record → aggregate: the native pipeline, fed to anyio.
 
 The run itself is Rust (`_native.Pipeline`, see rust/pipeline.rs): a
-thread walks (prefetching headers when the disk is cold), `jobs` threads
-read and fold the records into the Rust aggregator. One task here pulls
-its batches (with the GIL released while it waits), hands what the fast
-path declines to the pydicom fallback pool, passes per-file records to
-the caller (--level instance) and counts.
+thread walks (prefetching headers when the disk is cold), the process's
+parse threads (shared by every run, rust/pool.rs) read and fold the
+records into the Rust aggregator. `Run` pulls its batches (with the GIL
+released while it waits), hands what the fast path declines to the
+pydicom fallback pool, passes per-file records on and counts; `run` is
+the loop the command uses.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +26,7 @@ import anyio.to_thread
 
 from . import _native
 from .fallback_pool import Limits, Pool
-from .outcomes import FALLBACK_REASONS, LIMIT_REASONS, WARNING, NotIndexed, Summary
+from .outcomes import FALLBACK_REASONS, LIMIT_REASONS, WARNING, NotIndexed, Problem, Summary
 
 
 @dataclass
@@ -81,6 +86,198 @@ def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
     return _native.roots(checked, base)
 
 
+class Run:
+    """One run, pulled a batch at a time (`next`), from any anyio event loop
+    (asyncio or trio). The native run starts at once; `aclose` (or `close`,
+    from sync code) stops it and waits for everything it started. The
+    summary, the aggregator (subseries records, duplicates, references)
+    and, with `keep_problems`, the problems grow as batches are pulled.
+
+    Pulling waits in a worker thread with the GIL released, so the event
+    loop keeps running; cancelling a task blocked in `next` stops the
+    native run at once (its threads end within a file each), and the
+    task's cleanup, `aclose`, waits for them without blocking the loop.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable,
+        options: Options,
+        *,
+        records: bool = False,
+        files: Sequence[tuple[str, str]] | None = None,
+        on_problem: Callable[[str, str, str], None] | None = None,
+        on_fallback: Callable[[str, int], None] | None = None,
+        keep_problems: bool = False,
+    ):
+        self.options = options
+        self.summary = Summary()
+        self.problems: list[Problem] = []
+        self._on_problem = on_problem
+        self._on_fallback = on_fallback
+        self._keep_problems = keep_problems
+        self._records = records
+        self._started = time.perf_counter()
+        self._schema = _native.Schema(list(options.extras))
+        self.aggregator = _native.Aggregator(self._schema)
+        listed = [] if files is not None else roots(paths, options.relative_to)
+        self._pool = Pool(options.fallback)
+        self._native: _native.Pipeline | None = _native.Pipeline(
+            self._schema,
+            listed,
+            self.aggregator,
+            records=records,
+            jobs=max(1, options.jobs or os.cpu_count() or 1),
+            batch_size=options.batch_size,
+            concurrency=options.concurrency,
+            follow_symlinks=options.follow_symlinks,
+            exclude=list(options.exclude),
+            own=list(options.own),
+            files=None if files is None else list(files),
+        )
+        _exit.watch(self)
+
+    def _problem(self, display: str, reason: str, message: str) -> None:
+        if self._keep_problems:
+            self.problems.append(Problem(display, reason, message))
+        if self._on_problem is not None:
+            self._on_problem(display, reason, message)
+
+    async def next(self) -> list[dict] | None:
+        """The next batch's per-file records (with `records`; else []),
+        those of its files read by the pydicom fallback included; None once
+        the run is over. Raises RunFailed when a thread of the run failed."""
+        native = self._native
+        if native is None:
+            return None
+        try:
+            # Abandoned on cancel: stopping the run makes it return soon,
+            # and aclose() waits for that.
+            result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
+        except BaseException:
+            native.stop()
+            raise
+        if result is None:
+            await self.aclose()
+            return None
+        dicts, problems, indexed, warnings = result
+        self.summary.indexed += indexed
+        self.summary.warnings += warnings
+        out: list[dict] = dicts if dicts is not None else []
+        fallbacks = []
+        for p in problems:
+            if p.reason == WARNING:  # indexed, and counted in `warnings` already
+                self._problem(p.display, p.reason, p.message)
+            elif p.reason in FALLBACK_REASONS:
+                fallbacks.append(p)
+            else:
+                self.summary.reasons[p.reason] += 1
+                self._problem(p.display, p.reason, p.message)
+        if fallbacks:
+            async with anyio.create_task_group() as tg:
+                for p in fallbacks:
+                    tg.start_soon(self._fall_back, p.path, p.display, p.reason, p.message, out)
+        self.summary.seconds = time.perf_counter() - self._started
+        return out
+
+    async def _fall_back(self, path: str, display: str, reason: str, message: str, out: list[dict]) -> None:
+        try:
+            rec, count, messages = await self._pool.read(path, display, self.options.extras)
+        except NotIndexed as e:
+            # A file the fast path only declined is judged by pydicom; one it
+            # found damaged keeps that verdict, with pydicom's word added;
+            # a file over a limit of the fallback says so.
+            if reason == "unsupported" or e.reason in LIMIT_REASONS:
+                reason = e.reason
+            self.summary.reasons[reason] += 1
+            self._problem(display, reason, f"{message}; then {e.message}")
+            return
+        self.summary.indexed += 1
+        self.summary.via_pydicom += 1
+        self.summary.warnings += count
+        if self._on_fallback is not None:
+            self._on_fallback(display, count)
+        self.aggregator.add_dict(rec, rec["file_path"])
+        if self._records:
+            out.append(rec)
+        if messages:
+            self._problem(display, WARNING, "; ".join(messages))
+
+    def _finish(self) -> None:
+        self.summary.duplicates = self.aggregator.duplicates
+        self.summary.unresolved = self.aggregator.unresolved
+        self.summary.seconds = time.perf_counter() - self._started
+
+    async def aclose(self) -> None:
+        """Stop (if not over) and wait for every thread and process the run
+        started; the loop runs meanwhile. Also when cancelled."""
+        native, self._native = self._native, None
+        if native is None:
+            return
+        native.stop()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(native.close)
+        self._pool.close()
+        self._finish()
+        _exit.forget(self)
+
+    def close(self) -> None:
+        """`aclose` for sync code (and for a run dropped without it): it
+        blocks for as long as the threads take to stop (a file each)."""
+        native, self._native = self._native, None
+        if native is None:
+            return
+        native.close()
+        self._pool.close()
+        self._finish()
+        _exit.forget(self)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_native") and not sys.is_finalizing():
+            self.close()
+
+
+class _Exit:
+    """At interpreter exit, before non-daemon threads are joined: stop every
+    run still going (see `_native.shutdown`), and close them."""
+
+    def __init__(self) -> None:
+        self._runs: weakref.WeakSet[Run] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def watch(self, run: Run) -> None:
+        with self._lock:
+            self._runs.add(run)
+            if not self._registered:
+                self._registered = True
+                # Before threading joins non-daemon threads (as
+                # concurrent.futures does): a thread waiting on a run must
+                # be able to end.
+                register = getattr(threading, "_register_atexit", None)
+                if register is not None:
+                    register(self.shutdown)
+                else:  # pragma: no cover - CPython has it since 3.9
+                    atexit.register(self.shutdown)
+
+    def forget(self, run: Run) -> None:
+        with self._lock:
+            self._runs.discard(run)
+
+    def shutdown(self) -> None:
+        _native.shutdown(10.0)
+        with self._lock:
+            runs = list(self._runs)
+        for r in runs:
+            try:
+                r.close()
+            except Exception:  # exiting: nothing to tell anyone
+                pass
+
+
+_exit = _Exit()
+
+
 async def run(
     paths: Iterable,
     options: Options,
@@ -98,119 +295,22 @@ async def run(
     With `files`, a list of (path, display path), just those files are
     read: nothing is walked and `paths` is ignored. `on_fallback(display,
     warnings)` hears of each file the pydicom fallback indexed."""
-    started = time.perf_counter()
-    jobs = max(1, options.jobs or os.cpu_count() or 1)
-    schema = _native.Schema(list(options.extras))
-    aggregator = _native.Aggregator(schema)
-    summary = Summary()
-
-    def keep(dicts: list[dict]) -> None:
-        if on_records:
-            on_records(dicts)
-        for d in dicts:
-            aggregator.add_dict(d, d["file_path"])
-
-    async def fall_back(path: str, display: str, reason: str, message: str) -> None:
-        try:
-            rec, count, messages = await pool.read(path, display, options.extras)
-        except NotIndexed as e:
-            # A file the fast path only declined is judged by pydicom; one it
-            # found damaged keeps that verdict, with pydicom's word added;
-            # a file over a limit of the fallback says so.
-            if reason == "unsupported" or e.reason in LIMIT_REASONS:
-                reason = e.reason
-            message = f"{message}; then {e.message}"
-        else:
-            summary.indexed += 1
-            summary.via_pydicom += 1
-            summary.warnings += count
-            if on_fallback:
-                on_fallback(display, count)
-            keep([rec])
-            if messages and on_problem:
-                on_problem(display, WARNING, "; ".join(messages))
-            return
-        summary.reasons[reason] += 1
-        if on_problem:
-            on_problem(display, reason, message)
-
-    # Fallback reads waiting or running at most: past that, the pull waits
-    # (and so does the native run, once its queue is full).
-    pending = anyio.Semaphore(2 * max(1, options.fallback.processes))
-
-    async def fall_back_then_release(*problem: str) -> None:
-        try:
-            await fall_back(*problem)
-        finally:
-            pending.release()
-
-    failed: list[BaseException] = []
-
-    async def pull(native: _native.Pipeline, fallbacks: anyio.abc.TaskGroup) -> None:
-        while True:
-            try:
-                # Abandoned on cancel: close() below stops the run, and the
-                # thread returns as soon as the native side does.
-                result = await anyio.to_thread.run_sync(native.next_batch, abandon_on_cancel=True)
-            except _native.RunFailed as e:
-                # Raised as itself, not inside the task groups' wrapping.
-                failed.append(e)
-                fallbacks.cancel_scope.cancel()
-                return
-            if result is None:
-                return
-            dicts, problems, indexed, warnings = result
-            summary.indexed += indexed
-            summary.warnings += warnings
-            if dicts is not None and on_records is not None:
-                on_records(dicts)
-            for p in problems:
-                path, display, reason, message = p.path, p.display, p.reason, p.message
-                if reason == WARNING:  # indexed, and counted in `warnings` already
-                    if on_problem:
-                        on_problem(display, reason, message)
-                elif reason in FALLBACK_REASONS:
-                    await pending.acquire()
-                    fallbacks.start_soon(fall_back_then_release, path, display, reason, message)
-                else:
-                    summary.reasons[reason] += 1
-                    if on_problem:
-                        on_problem(display, reason, message)
+    r = Run(paths, options, records=on_records is not None, files=files, on_problem=on_problem, on_fallback=on_fallback)
 
     async def report(progress: Callable[[Summary], None]) -> None:
         while True:
             await anyio.sleep(0.25)
-            summary.seconds = time.perf_counter() - started
-            progress(summary)
+            r.summary.seconds = time.perf_counter() - r._started
+            progress(r.summary)
 
-    native = _native.Pipeline(
-        schema,
-        [] if files is not None else roots(paths, options.relative_to),
-        aggregator,
-        records=on_records is not None,
-        jobs=jobs,
-        batch_size=options.batch_size,
-        concurrency=options.concurrency,
-        follow_symlinks=options.follow_symlinks,
-        exclude=list(options.exclude),
-        own=list(options.own),
-        files=None if files is None else list(files),
-    )
-    pool = Pool(options.fallback)
     try:
-        async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as tg:
             if options.progress:
-                outer.start_soon(report, options.progress)
-            async with anyio.create_task_group() as fallbacks:
-                await pull(native, fallbacks)
-            outer.cancel_scope.cancel()
+                tg.start_soon(report, options.progress)
+            while (records := await r.next()) is not None:
+                if on_records is not None and records:
+                    on_records(records)
+            tg.cancel_scope.cancel()
     finally:
-        native.close()
-        pool.close()
-    if failed:
-        raise failed[0]
-    summary.duplicates = aggregator.duplicates
-    summary.unresolved = aggregator.unresolved
-    summary.seconds = time.perf_counter() - started
-    return summary, aggregator
-
+        await r.aclose()
+    return r.summary, r.aggregator

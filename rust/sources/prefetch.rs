@@ -1,7 +1,8 @@
 //! Many reads in flight when the disk is slow. Parsing needs one file at a
 //! time; a cold disk (or network storage) answers many requests at once
 //! about as fast as one. So the `Files` fetch offers a stage (`Ahead`)
-//! that hands every file of a batch to a pool of threads that open it and
+//! that hands every file of a batch to the process's prefetch threads
+//! (shared by every run, as the parse threads are), which open it and
 //! ask the kernel to start reading its header (`posix_fadvise(WILLNEED)`)
 //! before the batch reaches the parsers, which then find the bytes in the
 //! page cache or already on their way.
@@ -19,7 +20,22 @@
 //! Linux only: elsewhere there is no stage (`Prefetcher::start` is None).
 
 #[cfg(target_os = "linux")]
-pub use linux::Prefetcher;
+pub use linux::{configure, Prefetcher, THREADS};
+
+/// The default number of prefetch threads.
+#[cfg(not(target_os = "linux"))]
+pub const THREADS: usize = 16;
+
+/// Off Linux there are no prefetch threads; the setting is kept for show.
+#[cfg(not(target_os = "linux"))]
+pub fn configure(n: Option<usize>) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TARGET: AtomicUsize = AtomicUsize::new(THREADS);
+    if let Some(n) = n {
+        TARGET.store(n.max(1), Ordering::Relaxed);
+    }
+    TARGET.load(Ordering::Relaxed)
+}
 
 /// No prefetching off Linux: the readers ask for the bytes themselves.
 #[cfg(not(target_os = "linux"))]
@@ -61,13 +77,15 @@ pub use linux::cached;
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::collections::VecDeque;
     use std::fs::File;
     use std::os::unix::io::AsRawFd;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-    use std::sync::{Arc, Mutex};
-    use std::thread::{self, JoinHandle};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    use std::thread;
+    use std::time::Duration;
 
     use super::Cached;
     use crate::sources::{Ahead, Entry, Found};
@@ -78,45 +96,137 @@ mod linux {
     /// Files of a batch sampled for being in the page cache.
     const SAMPLES: usize = 4;
 
+    /// The prefetch threads of the process, shared by every run (as the
+    /// parse threads are, see `pool`): requests from all runs queue here.
+    struct Threads {
+        queue: Mutex<Queue>,
+        /// Signalled when a request is queued or taken.
+        changed: Condvar,
+        target: AtomicUsize,
+    }
+
+    #[derive(Default)]
+    struct Queue {
+        requests: VecDeque<(PathBuf, Arc<Ticket>)>,
+        threads: usize,
+    }
+
+    /// Requests queued at most per thread: the listing waits rather than
+    /// queue the whole archive.
+    const BACKLOG: usize = 64;
+    /// The default number of prefetch threads.
+    pub const THREADS: usize = 16;
+
+    fn threads() -> &'static Threads {
+        static THREADS_: OnceLock<Threads> = OnceLock::new();
+        THREADS_.get_or_init(|| Threads {
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            target: AtomicUsize::new(THREADS),
+        })
+    }
+
+    /// Set how many prefetch threads the process keeps (at least 1);
+    /// returns the number now wanted.
+    pub fn configure(n: Option<usize>) -> usize {
+        let t = threads();
+        if let Some(n) = n {
+            t.target.store(n.max(1), Ordering::Relaxed);
+            t.changed.notify_all();
+        }
+        t.target.load(Ordering::Relaxed)
+    }
+
+    /// One run's requests: how many are still queued, and whether one of
+    /// them failed (a prefetch thread panicked on it).
+    #[derive(Default)]
+    struct Ticket {
+        pending: Mutex<usize>,
+        drained: Condvar,
+        failed: Mutex<Option<String>>,
+        cancelled: AtomicBool,
+    }
+
+    impl Ticket {
+        fn done(&self, failed: Option<String>) {
+            if let Some(f) = failed {
+                lock(&self.failed).get_or_insert(f);
+            }
+            *lock(&self.pending) -= 1;
+            self.drained.notify_all();
+        }
+
+        fn failure(&self) -> Result<(), String> {
+            lock(&self.failed).clone().map_or(Ok(()), Err)
+        }
+    }
+
+    /// A run's handle on the shared prefetch threads.
     pub struct Prefetcher {
-        tx: Option<SyncSender<PathBuf>>,
-        workers: Vec<JoinHandle<()>>,
+        ticket: Arc<Ticket>,
     }
 
     impl Prefetcher {
-        /// `threads` requests in flight at most; None for 0 (no stage).
-        pub fn start(threads: usize) -> Option<Prefetcher> {
-            if threads == 0 {
-                return None;
+        /// None for `concurrency` 0 (no stage); otherwise the stage, on the
+        /// process's prefetch threads (see `configure`).
+        pub fn start(concurrency: usize) -> Option<Prefetcher> {
+            (concurrency > 0).then(|| Prefetcher {
+                ticket: Arc::new(Ticket::default()),
+            })
+        }
+
+        /// Queue one request; false when stopped first.
+        fn request(&self, path: PathBuf, stop: &AtomicBool) -> Result<bool, String> {
+            let t = threads();
+            let mut q = lock(&t.queue);
+            let target = t.target.load(Ordering::Relaxed);
+            while q.requests.len() >= target * BACKLOG {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                // Timed: a stop is not signalled here.
+                q = t
+                    .changed
+                    .wait_timeout(q, Duration::from_millis(20))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            // Bounded: the listing waits rather than queue the whole archive.
-            let (tx, rx) = sync_channel::<PathBuf>(threads * 64);
-            let rx = Arc::new(Mutex::new(rx));
-            let mut workers = Vec::with_capacity(threads);
-            for _ in 0..threads {
-                let rx = rx.clone();
-                let spawned = thread::Builder::new()
+            if q.threads < target {
+                match thread::Builder::new()
                     .name("fastindex-prefetch".into())
-                    .spawn(move || work(&rx));
-                match spawned {
-                    Ok(handle) => workers.push(handle),
-                    // Fewer threads than asked for; none at all is no stage.
-                    Err(_) => break,
+                    .spawn(work)
+                {
+                    Ok(_) => q.threads += 1,
+                    Err(e) if q.threads == 0 => {
+                        return Err(format!("could not start a prefetch thread: {e}"))
+                    }
+                    Err(_) => {}
                 }
             }
-            (!workers.is_empty()).then_some(Prefetcher {
-                tx: Some(tx),
-                workers,
-            })
+            *lock(&self.ticket.pending) += 1;
+            q.requests.push_back((path, self.ticket.clone()));
+            drop(q);
+            t.changed.notify_all();
+            Ok(true)
+        }
+
+        /// Wait until this run's requests are all taken and done.
+        fn drain(&self) {
+            let mut pending = lock(&self.ticket.pending);
+            while *pending > 0 {
+                pending = self
+                    .ticket
+                    .drained
+                    .wait(pending)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 
     impl Ahead for Prefetcher {
         /// Ask for the headers of a batch's files, unless they are cached.
         fn batch(&mut self, entries: &[Entry], stop: &AtomicBool) -> Result<(), String> {
-            let Some(tx) = &self.tx else {
-                return Ok(());
-            };
+            self.ticket.failure()?;
             let files: Vec<&Entry> = entries
                 .iter()
                 .filter(|e| matches!(e.found, Found::File))
@@ -131,44 +241,30 @@ mod linux {
                 return Ok(());
             }
             for e in files {
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || !self.request(e.path.clone(), stop)? {
                     return Ok(());
-                }
-                if tx.send(e.path.clone()).is_err() {
-                    // Every worker is gone: they died.
-                    self.tx = None;
-                    return Err("the prefetch threads are gone".into());
                 }
             }
             Ok(())
         }
 
-        fn finish(mut self: Box<Self>) -> Result<(), String> {
-            self.join()
-        }
-    }
-
-    impl Prefetcher {
-        fn join(&mut self) -> Result<(), String> {
-            self.tx = None; // the workers' channel closes: they return
-            let mut failed = Ok(());
-            for w in self.workers.drain(..) {
-                if let Err(panic) = w.join() {
-                    failed = Err(format!(
-                        "a prefetch thread panicked: {}",
-                        crate::pipeline::panic_message(&*panic)
-                    ));
-                }
-            }
-            failed
+        fn finish(self: Box<Self>) -> Result<(), String> {
+            self.drain();
+            self.ticket.failure()
         }
     }
 
     impl Drop for Prefetcher {
-        /// Joined also when not finished (the listing thread unwinding).
+        /// Not finished (the listing stopped or unwinding): what is still
+        /// queued is skipped, and nothing of the run's outlives it.
         fn drop(&mut self) {
-            let _ = self.join();
+            self.ticket.cancelled.store(true, Ordering::Relaxed);
+            self.drain();
         }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        crate::pipeline::lock(m)
     }
 
     fn open(path: &Path) -> Option<File> {
@@ -243,22 +339,51 @@ mod linux {
         }
     }
 
-    fn work(rx: &Mutex<Receiver<PathBuf>>) {
+    /// A prefetch thread: open each file and ask for its header, until
+    /// there are more threads than wanted.
+    fn work() {
+        let t = threads();
         loop {
-            let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok(path) = next else { return };
-            #[cfg(test)]
-            if path.as_os_str() == tests::PANIC_PATH {
-                panic!("a test asked this prefetch thread to panic");
-            }
-            // Errors do not matter here: the parser meets them again and
-            // reports.
-            if let Some(f) = open(&path) {
-                // SAFETY: a plain system call on a descriptor this function
-                // owns.
-                unsafe {
-                    libc::posix_fadvise(f.as_raw_fd(), 0, HEADER_BYTES, libc::POSIX_FADV_WILLNEED);
+            let (path, ticket) = {
+                let mut q = lock(&t.queue);
+                loop {
+                    if q.threads > t.target.load(Ordering::Relaxed) {
+                        q.threads -= 1;
+                        return;
+                    }
+                    if let Some(r) = q.requests.pop_front() {
+                        break r;
+                    }
+                    q = t.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
+            };
+            t.changed.notify_all(); // room for a waiting listing
+            if ticket.cancelled.load(Ordering::Relaxed) {
+                ticket.done(None);
+                continue;
+            }
+            let asked = catch_unwind(AssertUnwindSafe(|| ask(&path)));
+            ticket.done(asked.err().map(|panic| {
+                format!(
+                    "a prefetch thread panicked: {}",
+                    crate::pipeline::panic_message(&*panic)
+                )
+            }));
+        }
+    }
+
+    fn ask(path: &Path) {
+        #[cfg(test)]
+        if path.as_os_str() == tests::PANIC_PATH {
+            panic!("a test asked this prefetch thread to panic");
+        }
+        // Errors do not matter here: the parser meets them again and
+        // reports.
+        if let Some(f) = open(path) {
+            // SAFETY: a plain system call on a descriptor this function
+            // owns.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, HEADER_BYTES, libc::POSIX_FADV_WILLNEED);
             }
         }
     }
@@ -270,13 +395,16 @@ mod linux {
         pub const PANIC_PATH: &str = "/fastindex-test/panic-in-prefetch";
 
         #[test]
-        fn a_prefetch_thread_that_panics_fails_the_stage() {
+        fn a_prefetch_thread_that_panics_fails_the_stage_not_the_thread() {
             let p = Prefetcher::start(1).expect("a stage");
-            let tx = p.tx.clone().expect("a channel");
-            tx.send(PANIC_PATH.into()).expect("sent");
-            drop(tx);
+            let stop = AtomicBool::new(false);
+            assert!(p.request(PANIC_PATH.into(), &stop).expect("queued"));
             let err = Box::new(p).finish().expect_err("the panic is reported");
             assert!(err.contains("panicked"), "{err}");
+            // The shared threads are still there for the next run.
+            let q = Prefetcher::start(1).expect("a stage");
+            assert!(q.request("/nonexistent/x".into(), &stop).expect("queued"));
+            assert!(Box::new(q).finish().is_ok());
         }
 
         #[test]
