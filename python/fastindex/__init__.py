@@ -70,6 +70,7 @@ _WHERE = {
     "NotIndexed": ".outcomes",
     "load": ".loader",
     "schema": ".loader",
+    "watch": ".watch",
 }
 
 __all__ = sorted(_WHERE)
