@@ -423,7 +423,7 @@ type Scanned = (
 );
 
 /// Walk `roots` as `Pipeline` does and compare each file's stat key with
-/// `known`, a list of (display, key) from the last run, reading nothing
+/// `known`, the last run's keys packed (`pack_keys`), reading nothing
 /// (see `sources::scan`). `moved`: same size and mtime is unchanged,
 /// whatever the device, inode and ctime.
 #[pyfunction]
@@ -432,7 +432,7 @@ type Scanned = (
 fn scan_changes(
     py: Python<'_>,
     roots: Vec<(PathBuf, PathBuf)>,
-    known: Vec<(PathBuf, PyKey)>,
+    known: &[u8],
     moved: bool,
     follow_symlinks: bool,
     exclude: Vec<String>,
@@ -449,20 +449,15 @@ fn scan_changes(
         exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
         own,
     };
-    let known = known
-        .into_iter()
-        .map(|(display, (dev, ino, size, mtime_ns, ctime_ns))| {
-            let key = StatKey {
-                dev,
-                ino,
-                size,
-                mtime_ns,
-                ctime_ns,
-            };
-            (display.into_os_string(), key)
-        })
-        .collect();
-    let found = py.detach(|| scan::scan(Walk::new(roots, follow_symlinks, filter), known, moved));
+    let found = py.detach(|| {
+        let known = scan::unpack(known)?;
+        Ok::<_, String>(scan::scan(
+            Walk::new(roots, follow_symlinks, filter),
+            known,
+            moved,
+        ))
+    });
+    let found = found.map_err(PyValueError::new_err)?;
     let changed = found
         .changed
         .into_iter()
@@ -486,6 +481,33 @@ fn scan_changes(
         });
     }
     Ok((changed, others, found.vanished, found.unchanged))
+}
+
+/// The packed stat keys (`scan_changes`'s `known`) of `known` without
+/// the files in `remove`, with those of `add` (display, key) put in.
+#[pyfunction]
+#[pyo3(signature = (known, remove = Vec::new(), add = Vec::new()))]
+fn pack_keys<'py>(
+    py: Python<'py>,
+    known: &[u8],
+    remove: Vec<PathBuf>,
+    add: Vec<(PathBuf, PyKey)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut keys = scan::unpack(known).map_err(PyValueError::new_err)?;
+    for path in remove {
+        keys.remove(path.as_os_str());
+    }
+    for (path, (dev, ino, size, mtime_ns, ctime_ns)) in add {
+        let key = StatKey {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        };
+        keys.insert(path.into_os_string(), key);
+    }
+    Ok(PyBytes::new(py, &scan::pack(&keys)))
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -881,6 +903,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add_function(wrap_pyfunction!(roots, m)?)?;
     m.add_function(wrap_pyfunction!(scan_changes, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_keys, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     let reasons = PyList::empty(m.py());
     for r in crate::outcome::REASONS {

@@ -51,10 +51,11 @@ class Reading:
 
     def on_records(self, dicts: list[dict]) -> None:
         self._stage()
+        when = now()  # one time per batch: a batch is read at once
         for d in dicts:
             display = d["file_path"]
             warnings = self._fallback.pop(display, None)
-            row = Row(display, self.keys.get(display), "indexed", record=d, read_at=now(), via_pydicom=warnings is not None, warnings=warnings or 0)
+            row = Row(display, self.keys.get(display), "indexed", record=d, read_at=when, via_pydicom=warnings is not None, warnings=warnings or 0)
             self._keep(row)
 
     def on_fallback(self, display: str, warnings: int) -> None:

@@ -23,7 +23,7 @@ import re
 import sqlite3
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -34,7 +34,7 @@ from .write import dumps
 #: "FIdx": SQLite's application_id of a fastindex state (the header, offset 68)
 APPLICATION_ID = 0x46496478
 #: the layout of the tables; PRAGMA user_version and meta.schema_version
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: what SQLite writes beside a database, and the lock file: never indexed
 SIBLINGS = ("-wal", "-shm", "-journal", ".lock")
 
@@ -63,12 +63,14 @@ CREATE TABLE files (
 CREATE INDEX files_subseries ON files (patient_ID, study, series, subseries);
 CREATE INDEX files_instance_uid ON files (instance_uid);
 CREATE INDEX files_read_at ON files (read_at);
+CREATE INDEX files_other ON files (file_path) WHERE dev IS NULL;
 CREATE TABLE pending (
     {_ROW}
 );
 CREATE TABLE removed (file_path TEXT NOT NULL, removed_at TEXT NOT NULL);
 CREATE INDEX removed_at ON removed (removed_at);
 CREATE TABLE aggregate (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
+CREATE TABLE scan_keys (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL, counts TEXT NOT NULL);
 CREATE TABLE runs (
     started_at TEXT NOT NULL, finished_at TEXT NOT NULL, kind TEXT NOT NULL,
     read INTEGER NOT NULL, unchanged INTEGER NOT NULL, added INTEGER NOT NULL,
@@ -82,7 +84,13 @@ CREATE TABLE subseries_activity (
 """
 
 #: migrations from older layouts: version -> SQL that brings it to the next
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # 2: the stat keys of `files` packed in one blob (scan_keys), for the
+    # walk to compare with, and the counts by status; built from `files`
+    # by the next run
+    1: """CREATE TABLE scan_keys (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL, counts TEXT NOT NULL);
+          CREATE INDEX files_other ON files (file_path) WHERE dev IS NULL""",
+}
 
 #: rows staged in `pending` per commit while files are read
 CHUNK = 2000
@@ -139,6 +147,13 @@ class Row:
     via_pydicom: bool = False
     record: dict | None = None
     read_at: str = ""
+    #: the record as stored (JSON), once made: staged, then applied
+    _json: str | None = field(default=None, repr=False, compare=False)
+
+    def record_json(self) -> str | None:
+        if self._json is None and self.record is not None:
+            self._json = dumps(self.record).decode("utf-8").rstrip("\n")
+        return self._json
 
     def values(self) -> tuple:
         r = self.record or {}
@@ -147,7 +162,7 @@ class Row:
             db_text(self.file_path), *key, self.status, self.message, self.warnings, int(self.via_pydicom),
             r.get("patient_ID"), r.get("study"), r.get("series"), r.get("subseries"), r.get("instance_uid"),
             r.get("modality"), r.get("sop_class_uid"),
-            None if self.record is None else dumps(self.record).decode("utf-8").rstrip("\n"), self.read_at or now(),
+            self.record_json(), self.read_at or now(),
         )
 
     @classmethod
@@ -196,6 +211,7 @@ class State:
     def __init__(self, path: str, tags: Sequence[tuple[str, int, str, bool]] = ()):
         self.path = path
         self._lock_fd: int | None = None
+        self._keys_stored = False
         _refuse_foreign(path)
         self._lock(wait=False)
         try:
@@ -305,10 +321,28 @@ class State:
 
     # ---------------------------------------------------------- reading ----
 
-    def known(self) -> list[tuple[str | bytes, Key]]:
-        """(file_path, key) of each file stat'ed by the last run."""
+    def known(self) -> bytes:
+        """The stat key of each file stat'ed by the last run, packed for
+        `_native.scan_changes` (`_native.pack_keys`): stored as it is in
+        `scan_keys`, or made from `files` (a migrated state, or after the
+        watcher)."""
+        v = self.db.execute("SELECT data FROM scan_keys WHERE id = 1").fetchone()
+        if v is not None:
+            self._keys_stored = True
+            return v[0]
+        self._keys_stored = False
         rows = self.db.execute(f"SELECT file_path, {_KEY_COLUMNS} FROM files WHERE dev IS NOT NULL").fetchall()
-        return [(r[0], r[1:]) for r in rows]
+        return _native.pack_keys(b"", add=[(r[0], r[1:]) for r in rows])
+
+    def _old_records(self, paths: Sequence[str]) -> dict[str, dict]:
+        """The stored records of those of `paths` that were indexed."""
+        out = {}
+        for start in range(0, len(paths), 500):
+            chunk = [db_text(p) for p in paths[start : start + 500]]
+            q = f"SELECT file_path, record FROM files WHERE status = 'indexed' AND record IS NOT NULL AND file_path IN ({', '.join('?' * len(chunk))})"
+            for p, rec in self.db.execute(q, chunk):
+                out[py_path(p)] = loads(rec)
+        return out
 
     def row(self, file_path: str) -> Row | None:
         v = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE file_path = ?", (db_text(file_path),)).fetchone()
@@ -348,12 +382,16 @@ class State:
         """The counts of a run from scratch over what the state holds (the
         caller adds duplicates, unresolved and the time)."""
         s = Summary()
-        for status, n, warnings, via in self.db.execute("SELECT status, count(*), sum(warnings), sum(via_pydicom) FROM files GROUP BY status"):
+        v = self.db.execute("SELECT counts FROM scan_keys WHERE id = 1").fetchone()
+        for status, n, warnings, via in json.loads(v[0]) if v is not None else self._counts():
             if status == "indexed":
                 s.indexed, s.warnings, s.via_pydicom = n, warnings, via
             else:
                 s.reasons[status] += n
         return s
+
+    def _counts(self) -> list:
+        return self.db.execute("SELECT status, count(*), sum(warnings), sum(via_pydicom) FROM files GROUP BY status").fetchall()
 
     def subseries_files(self, key: tuple[str, str, str, str]) -> list[Row]:
         q = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE patient_ID = ? AND study = ? AND series = ? AND subseries = ? AND status = 'indexed'"
@@ -390,14 +428,13 @@ class State:
         try:
             when = now()
             changed = [r.file_path for r in read]
-            for path in (*gone, *changed):
-                old = self.row(path)
-                if old is not None and old.status == "indexed" and old.record is not None:
-                    aggregator.remove_dict(old.record, path)
+            for path, record in self._old_records([*gone, *changed]).items():
+                aggregator.remove_dict(record, path)
             db.executemany("DELETE FROM files WHERE file_path = ?", [(db_text(p),) for p in gone])
             db.executemany("INSERT INTO removed VALUES (?, ?)", [(db_text(p), when) for p in gone])
+            dropped = 0
             if others is not None:
-                db.execute("DELETE FROM files WHERE dev IS NULL")
+                dropped = db.execute("DELETE FROM files WHERE dev IS NULL").rowcount
             fresh = [*read, *(others or ())]
             db.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(_COLUMNS))})", [r.values() for r in fresh])
             for r in read:
@@ -414,7 +451,9 @@ class State:
                     "INSERT INTO subseries_activity VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT DO UPDATE SET last_instance_at = excluded.last_instance_at, stable_at = NULL",
                     [(*k, when) for k in keys],
                 )
-            db.execute("INSERT OR REPLACE INTO aggregate VALUES (1, ?)", (aggregator.to_bytes(),))
+            if read or gone or not self._has_aggregate():
+                db.execute("INSERT OR REPLACE INTO aggregate VALUES (1, ?)", (aggregator.to_bytes(),))
+            self._store_keys(read, gone, others, dropped > 0)
             # Taken up, or read again since: what a killed run left is done.
             db.execute("DELETE FROM pending")
             if kind != "watch":  # the watcher commits a little at a time
@@ -426,6 +465,21 @@ class State:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _has_aggregate(self) -> bool:
+        return self.db.execute("SELECT 1 FROM aggregate WHERE id = 1").fetchone() is not None
+
+    def _store_keys(self, read: Sequence[Row], gone: Sequence[str], others: Sequence[Row] | None, dropped: bool) -> None:
+        """`scan_keys` brought along with the rows of `files` just written
+        (inside apply's transaction): unchanged when nothing was."""
+        if self._keys_stored and not read and not gone and not others and not dropped:
+            return
+        if others is None:  # the watcher: keys as they were, wherever it left none
+            others = ()
+        fresh = [*read, *others]
+        keys = _native.pack_keys(self.known(), [*gone, *(r.file_path for r in fresh)], [(r.file_path, r.key) for r in fresh if r.key is not None])
+        self.db.execute("INSERT OR REPLACE INTO scan_keys VALUES (1, ?, ?)", (keys, json.dumps(self._counts())))
+        self._keys_stored = True
 
     def quiet_subseries(self, before: str) -> list[tuple[str, str, str, str, str]]:
         """Subseries whose last instance came before `before` and that were

@@ -108,6 +108,66 @@ pub fn scan(
     out
 }
 
+/// The stat keys of the last run, packed for the state (`scan_keys`):
+/// per file, the display path's length (u32 LE), its bytes, then dev,
+/// ino, size, mtime_ns, ctime_ns (8 bytes LE each). A run that changed
+/// nothing hands the stored blob straight back to `scan`, without a
+/// Python object per file.
+pub type Known = HashMap<OsString, StatKey>;
+
+const KEY_BYTES: usize = 40;
+
+/// The keys of a packed blob; an error (never a panic) for a truncated
+/// or damaged one.
+pub fn unpack(blob: &[u8]) -> Result<Known, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut known = Known::new();
+    let mut rest = blob;
+    let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err("truncated stat keys".into());
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len.saturating_add(KEY_BYTES) {
+            return Err("truncated stat keys".into());
+        }
+        let (name, tail) = tail.split_at(len);
+        let (k, tail) = tail.split_at(KEY_BYTES);
+        let key = StatKey {
+            dev: word(k, 0),
+            ino: word(k, 1),
+            size: word(k, 2),
+            mtime_ns: word(k, 3) as i64,
+            ctime_ns: word(k, 4) as i64,
+        };
+        known.insert(std::ffi::OsStr::from_bytes(name).to_os_string(), key);
+        rest = tail;
+    }
+    Ok(known)
+}
+
+/// `known` packed as `unpack` reads it, in byte order of the paths (the
+/// same keys give the same bytes).
+pub fn pack(known: &Known) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names: Vec<&OsString> = known.keys().collect();
+    names.sort();
+    let size = names.iter().map(|n| 4 + n.len() + KEY_BYTES).sum();
+    let mut out = Vec::with_capacity(size);
+    for name in names {
+        let k = known[name];
+        let bytes = name.as_bytes();
+        // A path longer than 4 GiB cannot be: no file system allows it.
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+        for w in [k.dev, k.ino, k.size, k.mtime_ns as u64, k.ctime_ns as u64] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +228,27 @@ mod tests {
         assert_eq!(scan(walk(&dir), known.clone(), true).unchanged, 1);
         assert_eq!(scan(walk(&dir), known, false).unchanged, 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn packed_keys_come_back_and_damage_is_an_error() {
+        let mut known = Known::new();
+        let key = StatKey {
+            dev: 1,
+            ino: u64::MAX,
+            size: 3,
+            mtime_ns: -4,
+            ctime_ns: 5,
+        };
+        known.insert(OsString::from("a/b.dcm"), key);
+        known.insert(OsString::from(""), key);
+        let blob = pack(&known);
+        assert_eq!(unpack(&blob).unwrap(), known);
+        assert!(unpack(&[]).unwrap().is_empty());
+        for cut in 1..blob.len() {
+            let _ = unpack(&blob[..cut]); // never a panic
+        }
+        assert!(unpack(&blob[..blob.len() - 1]).is_err());
+        assert!(unpack(&[255, 255, 255, 255, 0]).is_err());
     }
 }
