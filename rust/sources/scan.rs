@@ -125,10 +125,11 @@ pub fn unpack(blob: &[u8]) -> Result<Known, String> {
     let mut rest = blob;
     let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
     while !rest.is_empty() {
-        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+        if rest.len() < 4 {
             return Err("truncated stat keys".into());
-        };
-        let len = u32::from_le_bytes(*len) as usize;
+        }
+        let (len, tail) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
         if tail.len() < len.saturating_add(KEY_BYTES) {
             return Err("truncated stat keys".into());
         }
