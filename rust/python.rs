@@ -450,7 +450,8 @@ fn scan_changes(
         own,
     };
     let found = py.detach(|| {
-        let known = scan::unpack(known)?;
+        let known = scan::Packed::unpack(known)?;
+        let known = known.map();
         Ok::<_, String>(scan::scan(
             Walk::new(roots, follow_symlinks, filter),
             known,
@@ -493,19 +494,21 @@ fn pack_keys<'py>(
     remove: Vec<PathBuf>,
     add: Vec<(PathBuf, PyKey)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let mut keys = scan::unpack(known).map_err(PyValueError::new_err)?;
-    for path in remove {
-        keys.remove(path.as_os_str());
+    use std::os::unix::ffi::OsStrExt;
+    let known = scan::Packed::unpack(known).map_err(PyValueError::new_err)?;
+    let mut keys = known.map();
+    for path in &remove {
+        keys.remove(path.as_os_str().as_bytes());
     }
-    for (path, (dev, ino, size, mtime_ns, ctime_ns)) in add {
+    for (path, (dev, ino, size, mtime_ns, ctime_ns)) in &add {
         let key = StatKey {
-            dev,
-            ino,
-            size,
-            mtime_ns,
-            ctime_ns,
+            dev: *dev,
+            ino: *ino,
+            size: *size,
+            mtime_ns: *mtime_ns,
+            ctime_ns: *ctime_ns,
         };
-        keys.insert(path.into_os_string(), key);
+        keys.insert(path.as_os_str().as_bytes(), key);
     }
     Ok(PyBytes::new(py, &scan::pack(&keys)))
 }

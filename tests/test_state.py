@@ -254,6 +254,12 @@ def test_a_state_that_is_not_fastindexs_is_refused_untouched(work):
     data = (work / "damaged.db").read_bytes()
     (work / "damaged.db").write_bytes(data[:4096] + bytes(len(data) - 4096))
     cases["damaged.db"] = b"damaged"
+    run(work, "keys.db")
+    db = sqlite3.connect(work / "keys.db")
+    db.execute("UPDATE scan_keys SET data = substr(data, 1, length(data) - 1)")
+    db.commit()
+    db.close()
+    cases["keys.db"] = b"damaged"
     run(work, "tags.db")
     cases["tags.db"] = b"made with --tags"
     for name, message in cases.items():
@@ -264,6 +270,25 @@ def test_a_state_that_is_not_fastindexs_is_refused_untouched(work):
         assert message in r.stderr, (name, r.stderr)
         assert not (work / "x.ndjson").exists()
         assert (work / name).read_bytes() == before, name
+
+
+def test_a_state_of_layout_1_is_migrated_and_reads_nothing_again(work):
+    """Layout 1 had no scan_keys: the next run makes them from `files`."""
+    first = run(work, "s.db")
+    want = (work / "out.ndjson").read_bytes()
+    db = sqlite3.connect(work / "s.db")
+    db.execute("DROP TABLE scan_keys")
+    db.execute("DROP INDEX files_other")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    again = run(work, "s.db")
+    assert again["state"]["read"] == 0 and again["state"]["unchanged"] == first["state"]["added"]
+    assert (work / "out.ndjson").read_bytes() == want
+    db = sqlite3.connect(work / "s.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM scan_keys").fetchone()[0] == 1
 
 
 def test_state_and_output_on_one_file_is_a_usage_error(work):

@@ -100,7 +100,7 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
     own = [*options.own, *state.own()]
 
     def scan():
-        return _native.scan_changes(walked, known, moved=moved, follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=own)
+        return state.scan_changes(walked, known, moved=moved, follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=own)
 
     changed, others, vanished, unchanged = await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
     pending = state.pending()

@@ -334,6 +334,17 @@ class State:
         rows = self.db.execute(f"SELECT file_path, {_KEY_COLUMNS} FROM files WHERE dev IS NOT NULL").fetchall()
         return _native.pack_keys(b"", add=[(r[0], r[1:]) for r in rows])
 
+    def scan_changes(self, walked: list[tuple[str, str]], known: bytes, **options) -> tuple:
+        """`_native.scan_changes` against `known` (from `known()`; this
+        may run on another thread, SQLite is not touched); damaged keys
+        are a damaged state."""
+        try:
+            return _native.scan_changes(walked, known, **options)
+        except ValueError as e:
+            if "stat keys" in str(e):
+                raise StateError(f"{self.path}: damaged fastindex state ({e}); left untouched: remove it to start again") from None
+            raise
+
     def _old_records(self, paths: Sequence[str]) -> dict[str, dict]:
         """The stored records of those of `paths` that were indexed."""
         out = {}

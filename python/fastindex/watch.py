@@ -130,7 +130,7 @@ async def watch(
             """Compare the tree with the state: new and changed files wait,
             vanished ones are gone."""
             known = st.known()
-            changed, others, vanished, _ = _native.scan_changes(walked, known, follow_symlinks=follow_symlinks, exclude=list(exclude), own=own)
+            changed, others, vanished, _ = st.scan_changes(walked, known, follow_symlinks=follow_symlinks, exclude=list(exclude), own=own)
             wall = time.time()
             seen = set()
             for path, display, key, _known in changed:
