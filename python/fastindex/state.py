@@ -355,10 +355,6 @@ class State:
                 out[py_path(p)] = loads(rec)
         return out
 
-    def row(self, file_path: str) -> Row | None:
-        v = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE file_path = ?", (db_text(file_path),)).fetchone()
-        return None if v is None else Row.of(v)
-
     def pending(self) -> dict[str, Row]:
         """What a run that did not finish had read."""
         rows = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM pending").fetchall()
