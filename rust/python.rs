@@ -22,6 +22,7 @@ use crate::extract::record::{Outcome, Record, Value};
 use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
+use crate::sources::scan::{self, StatKey};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
 use crate::sources::{self, Entry, Files, Found, Listing};
 
@@ -455,7 +456,7 @@ impl Walker {
         let Some(walk) = self.walk.as_mut() else {
             return Vec::new();
         };
-        let page: Vec<Entry> = py.detach(|| walk.by_ref().take(size.max(1)).collect());
+        let page: Vec<Entry> = release(py, || walk.by_ref().take(size.max(1)).collect());
         if page.is_empty() {
             self.walk = None;
         }
@@ -469,6 +470,110 @@ impl Walker {
             })
             .collect()
     }
+}
+
+/// A stat key as Python sees it: (dev, ino, size, mtime_ns, ctime_ns).
+type PyKey = (u64, u64, u64, i64, i64);
+
+/// What `scan` gives: (changed, others, vanished, unchanged); changed:
+/// (path, display, key, known) per file to read; others: a Problem per
+/// entry the walk left out or could not look at; vanished: displays.
+type Scanned = (
+    Vec<(OsString, OsString, PyKey, bool)>,
+    Vec<Problem>,
+    Vec<OsString>,
+    usize,
+);
+
+/// Walk `roots` as `Pipeline` does and compare each file's stat key with
+/// `known`, the last run's keys packed (`pack_keys`), reading nothing
+/// (see `sources::scan`). `moved`: same size and mtime is unchanged,
+/// whatever the device, inode and ctime.
+#[pyfunction]
+#[pyo3(signature = (roots, known, *, moved = false, follow_symlinks = false, exclude = Vec::new(), own = Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn scan_changes(
+    py: Python<'_>,
+    roots: Vec<(PathBuf, PathBuf)>,
+    known: &[u8],
+    moved: bool,
+    follow_symlinks: bool,
+    exclude: Vec<String>,
+    own: Vec<(u64, u64)>,
+) -> PyResult<Scanned> {
+    let roots = roots
+        .into_iter()
+        .map(|(path, display)| Root {
+            path,
+            display: display.into_os_string(),
+        })
+        .collect();
+    let filter = Filter {
+        exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
+        own,
+    };
+    let found = release(py, || {
+        let known = scan::Packed::unpack(known)?;
+        let known = known.map();
+        Ok::<_, String>(scan::scan(
+            Walk::new(roots, follow_symlinks, filter),
+            known,
+            moved,
+        ))
+    });
+    let found = found.map_err(PyValueError::new_err)?;
+    let changed = found
+        .changed
+        .into_iter()
+        .map(|c| {
+            let k = c.key;
+            let key = (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns);
+            (c.entry.path.into_os_string(), c.entry.display, key, c.known)
+        })
+        .collect();
+    let mut others = Vec::with_capacity(found.others.len());
+    for e in found.others {
+        let (reason, message) = match &e.found {
+            sources::Found::Skip(r, m) | sources::Found::Fail(r, m) => (*r, m.clone()),
+            sources::Found::File => continue,
+        };
+        others.push(Problem {
+            path: e.path.as_os_str().into_pyobject(py)?.unbind(),
+            display: e.display.as_os_str().into_pyobject(py)?.unbind(),
+            reason: PyString::intern(py, reason).unbind(),
+            message: PyString::new(py, &message).unbind(),
+        });
+    }
+    Ok((changed, others, found.vanished, found.unchanged))
+}
+
+/// The packed stat keys (`scan_changes`'s `known`) of `known` without
+/// the files in `remove`, with those of `add` (display, key) put in.
+#[pyfunction]
+#[pyo3(signature = (known, remove = Vec::new(), add = Vec::new()))]
+fn pack_keys<'py>(
+    py: Python<'py>,
+    known: &[u8],
+    remove: Vec<PathBuf>,
+    add: Vec<(PathBuf, PyKey)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    use std::os::unix::ffi::OsStrExt;
+    let known = scan::Packed::unpack(known).map_err(PyValueError::new_err)?;
+    let mut keys = known.map();
+    for path in &remove {
+        keys.remove(path.as_os_str().as_bytes());
+    }
+    for (path, (dev, ino, size, mtime_ns, ctime_ns)) in &add {
+        let key = StatKey {
+            dev: *dev,
+            ino: *ino,
+            size: *size,
+            mtime_ns: *mtime_ns,
+            ctime_ns: *ctime_ns,
+        };
+        keys.insert(path.as_os_str().as_bytes(), key);
+    }
+    Ok(PyBytes::new(py, &scan::pack(&keys)))
 }
 
 /// Read one file: ("indexed", record) or (reason, message).
@@ -864,6 +969,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(check_exclude, m)?)?;
     m.add_function(wrap_pyfunction!(roots, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_changes, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_keys, m)?)?;
     m.add("FIELDS", field_table(m.py())?)?;
     let reasons = PyList::empty(m.py());
     for r in crate::outcome::REASONS {

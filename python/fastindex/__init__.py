@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .outcomes import Summary as Summary
     from .records import InstanceRecord as InstanceRecord
     from .records import SubseriesRecord as SubseriesRecord
+    from .watch import watch as watch
 
 #: public name -> module that defines it. Imported on first use: the
 #: command installs its signal handlers before anything heavy is imported
@@ -69,6 +70,7 @@ _WHERE = {
     "NotIndexed": ".outcomes",
     "load": ".loader",
     "schema": ".loader",
+    "watch": ".watch",
 }
 
 __all__ = sorted(_WHERE)

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Problem", "Pipeline", "Walker", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Walker", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "scan_changes", "pack_keys", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -104,6 +104,19 @@ class Walker:
     def page(self, size: int) -> list[tuple[str, str, str | None, str | None]]: ...
 
 def roots(paths: Sequence[_Path], base: _Path | None = None) -> list[tuple[str, str]]: ...
+#: a file's stat key: (dev, ino, size, mtime_ns, ctime_ns)
+_Key = tuple[int, int, int, int, int]
+
+def scan_changes(
+    roots: Sequence[tuple[_Path, _Path]],
+    known: bytes,
+    *,
+    moved: bool = False,
+    follow_symlinks: bool = False,
+    exclude: Sequence[str] = ...,
+    own: Sequence[tuple[int, int]] = ...,
+) -> tuple[list[tuple[str, str, _Key, bool]], list[Problem], list[str], int]: ...
+def pack_keys(known: bytes, remove: Sequence[_Path] = ..., add: Sequence[tuple[_Path, _Key]] = ...) -> bytes: ...
 def check_exclude(patterns: Sequence[str]) -> None: ...
 def read_file(schema: Schema, path: _Path, display: _Path) -> tuple[str, Any, int]: ...
 def read_bytes(schema: Schema, data: bytes, display: _Path) -> tuple[str, Any, int]: ...

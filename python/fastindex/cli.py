@@ -4,8 +4,12 @@ Exit codes: 0 done (files that gave no record are counted, and listed with
 --errors; also when the reader of stdout closed it early, as `| head`
 does); 1 fatal (a PATH missing, output not writable, a thread of the run
 failed; with --dask, the scheduler unreachable, a PATH a worker cannot
-see, the cluster failing the run); 2 usage; 3 done, but --strict and some files were errors; 130
-interrupted (SIGINT), 143 terminated (SIGTERM).
+see, the cluster failing the run; a --state that cannot be used: another
+program's file, damaged, in use by another run); 2 usage; 3 done, but
+--strict and some files were errors; 130 interrupted (SIGINT), 143
+terminated (SIGTERM).
+
+`fastindex watch DIR... --state FILE` is the watcher (see watch_cli.py).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links inside the PATHs (loops are detected); links named as PATHs are always followed")
     p.add_argument("--tags", metavar="KEYWORD,...", help="extra top-level tags, by keyword or (gggg,eeee)")
     p.add_argument("--strict", action="store_true", help="exit 3 when any file is an error")
+    p.add_argument("--state", metavar="FILE", help="keep what was read in this SQLite database; later runs read only new and changed files (output as from scratch; --level instance ordered by file_path)")
+    p.add_argument("--moved", action="store_true", help="with --state: the archive was moved or restored; a file of the same size and mtime is unchanged, whatever its device, inode and ctime")
     p.add_argument("--fallback-jobs", type=int, metavar="N", default=fallback_pool.PROCESSES, help=f"pydicom fallback processes at most, whatever -j (default: {fallback_pool.PROCESSES})")
     p.add_argument("--fallback-memory", type=int, metavar="MIB", default=fallback_pool.MEMORY_MIB, help=f"memory a fallback process may take for one file, in MiB; more is error too_large; 0: no limit (default: {fallback_pool.MEMORY_MIB})")
     p.add_argument("--fallback-timeout", type=float, metavar="S", default=fallback_pool.TIMEOUT_S, help=f"seconds the fallback may take for one file; more is error timeout; 0: no limit (default: {fallback_pool.TIMEOUT_S:g})")
@@ -68,7 +74,7 @@ def _progress(summary: Summary) -> None:
     sys.stderr.flush()
 
 
-async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, early: list[int], runner=run):
+async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, early: list[int], runner=run, state=None):
     """Run, unless a signal comes first; returns (summary, signal number).
     `early` holds signals that came before the receiver was listening.
     `runner` makes the (Summary, Aggregator): `pipeline.run` on this
@@ -91,7 +97,10 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
         instance = args.level == "instance"
-        summary, aggregator = await runner(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
+        if state is not None:
+            summary, aggregator = await _from_state(args, options, out, errors, state)
+        else:
+            summary, aggregator = await runner(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
         if not instance:
             # A chunk at a time: the records of a large archive need not all
             # be Python objects at once.
@@ -100,6 +109,21 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
         result[0] = summary
         tg.cancel_scope.cancel()
     return result
+
+
+async def _from_state(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, state):
+    """With --state: the state brought up to date; per-file records and
+    --errors written from it, ordered by file_path, so that they are the
+    same whatever was read this time."""
+    from . import incremental
+
+    summary, aggregator = await incremental.run(args.paths, options, state, moved=args.moved)
+    if args.level == "instance":
+        for chunk in state.records():
+            out.write(chunk)
+    if errors is not None:
+        errors.write(state.problems())
+    return summary, aggregator
 
 
 def _behind(e: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -152,6 +176,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
         return "--shard-files must be at least 1, and goes with --dask"
+    if args.dask and args.state is not None:
+        return "--dask and --state do not go together yet: run --state on one machine"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
@@ -160,6 +186,12 @@ def _check(args: argparse.Namespace) -> str | None:
         for flag_b, b in named[i + 1 :]:
             if identity(a) == identity(b):
                 return f"{flag_a} and {flag_b} name the same output ({a or 'stdout'}): one would replace the other"
+    if args.state is not None:
+        for flag, path in named:
+            if identity(path) == identity(args.state):
+                return f"--state and {flag} name the same file ({args.state})"
+    elif args.moved:
+        return "--moved needs --state"
     try:
         from . import _native
 
@@ -195,6 +227,11 @@ def command(argv: list[str] | None, early: list[int]) -> int:
     # Libraries' warnings never reach stderr: pydicom's are caught per file
     # (fallback.read_noted), counted and listed with --errors.
     warnings.simplefilter("ignore")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["watch"]:
+        from . import watch_cli
+
+        return watch_cli.command(argv[1:], early)
     args = parser().parse_args(argv)
     try:
         # Split on commas, but not inside "(gggg,eeee)".
@@ -226,25 +263,37 @@ def command(argv: list[str] | None, early: list[int]) -> int:
         fallback=fallback_pool.Limits(args.fallback_jobs, args.fallback_memory, args.fallback_timeout),
         progress=_progress if talk and sys.stderr.isatty() else None,
     )
-    if not args.dask:
-        return _index(args, options, extras, early, run)
-    try:
-        from . import dask as on_dask
+    state = None
+    if args.state is not None:
+        from .state import State, StateError
 
-        client = on_dask.connect(args.dask)
-    except (ImportError, OSError, ValueError) as e:
-        print(f"fastindex: --dask {args.dask}: {e}", file=sys.stderr)
-        return EXIT_FATAL
+        try:
+            state = State(args.state, extras)
+        except StateError as e:
+            print(f"fastindex: {e}", file=sys.stderr)
+            return EXIT_FATAL
     try:
-        runner = functools.partial(on_dask.run, client=client, shard_files=args.shard_files or on_dask.SHARD_FILES)
-        return _index(args, options, extras, early, runner)
+        if not args.dask:
+            return _index(args, options, extras, early, run, state, talk)
+        try:
+            from . import dask as on_dask
+
+            client = on_dask.connect(args.dask)
+        except (ImportError, OSError, ValueError) as e:
+            print(f"fastindex: --dask {args.dask}: {e}", file=sys.stderr)
+            return EXIT_FATAL
+        try:
+            runner = functools.partial(on_dask.run, client=client, shard_files=args.shard_files or on_dask.SHARD_FILES)
+            return _index(args, options, extras, early, runner, None, talk)
+        finally:
+            client.close()
     finally:
-        client.close()
+        if state is not None:
+            state.close()
 
 
-def _index(args: argparse.Namespace, options: Options, extras, early: list[int], runner) -> int:
-    """Run `runner` and write its outputs; the exit code."""
-    talk = not args.quiet
+def _index(args: argparse.Namespace, options: Options, extras, early: list[int], runner, state, talk: bool) -> int:
+    """Run `runner` (or the state's run) and write its outputs; the exit code."""
     outputs: list[Output] = []
     summary = None
     try:
@@ -261,7 +310,7 @@ def _index(args: argparse.Namespace, options: Options, extras, early: list[int],
         if args.errors:
             outputs.append(Output(args.errors, lambda: bool(early)))
             errors = NdjsonWriter(outputs[-1])
-        summary, signum = anyio.run(_main, args, options, out, errors, early, runner)
+        summary, signum = anyio.run(_main, args, options, out, errors, early, runner, state)
         if signum is None:
             out.finish()
             if errors:
@@ -284,6 +333,18 @@ def _index(args: argparse.Namespace, options: Options, extras, early: list[int],
         for o in outputs:
             o.abort()
         from ._native import RunFailed
+        from .state import StateError
+
+        refused = _behind(caught, StateError)
+        if refused is None and state is not None:
+            import sqlite3
+
+            damaged = _behind(caught, sqlite3.DatabaseError)
+            if damaged is not None:
+                refused = StateError(f"{args.state}: damaged fastindex state ({damaged}); remove it to start again")
+        if refused is not None:
+            print(f"fastindex: {refused}; no output was committed", file=sys.stderr)
+            return _finish(args, summary, EXIT_FATAL)
 
         failed = _behind(caught, RunFailed)
         if failed is not None:

@@ -64,6 +64,8 @@ class Summary:
     unresolved: int = 0
     seconds: float = 0.0
     reasons: Counter = dataclasses.field(default_factory=Counter)
+    #: with --state: files read, unchanged, added, changed, removed
+    changes: dict[str, int] | None = None
 
     def count(self, category: str) -> int:
         return sum(n for r, n in self.reasons.items() if CATEGORY.get(r, "errors") == category)
@@ -96,6 +98,7 @@ class Summary:
             "reasons": dict(sorted(self.reasons.items())),
             "seconds": round(self.seconds, 6),
             "files_per_second": round(self.seen / self.seconds, 1) if self.seconds > 0 else 0.0,
+            **({"state": dict(self.changes)} if self.changes is not None else {}),
         }
 
     def line(self) -> str:
@@ -107,5 +110,10 @@ class Summary:
             f"errors {self.errors}{self._detail('errors')}, "
             f"via pydicom {self.via_pydicom}, duplicates {self.duplicates}, "
             f"unresolved references {self.unresolved}, "
-            f"warnings {self.warnings}, {self.seconds:.2f} s, {rate:.0f} files/s"
+            f"warnings {self.warnings}, {self.seconds:.2f} s, {rate:.0f} files/s{self._changes()}"
         )
+
+    def _changes(self) -> str:
+        if self.changes is None:
+            return ""
+        return "; state: " + ", ".join(f"{k} {self.changes[k]}" for k in ("read", "unchanged", "added", "changed", "removed"))

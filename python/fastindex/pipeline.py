@@ -110,12 +110,14 @@ class Run:
         records: bool = False,
         files: Sequence[tuple[str, str]] | None = None,
         on_problem: Callable[[str, str, str], None] | None = None,
+        on_fallback: Callable[[str, int], None] | None = None,
         keep_problems: bool = False,
     ):
         self.options = options
         self.summary = Summary()
         self.problems: list[Problem] = []
         self._on_problem = on_problem
+        self._on_fallback = on_fallback
         self._keep_problems = keep_problems
         self._records = records
         self._started = time.perf_counter()
@@ -196,6 +198,8 @@ class Run:
         self.summary.indexed += 1
         self.summary.via_pydicom += 1
         self.summary.warnings += count
+        if self._on_fallback is not None:
+            self._on_fallback(display, count)
         self.aggregator.add_dict(rec, rec["file_path"])
         if self._records:
             out.append(rec)
@@ -284,6 +288,7 @@ async def run(
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
     files: Sequence[tuple[str, str]] | None = None,
+    on_fallback: Callable[[str, int], None] | None = None,
 ) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
@@ -291,8 +296,9 @@ async def run(
     `on_problem(display, reason, message)` hears of every file that gave
     no record, and of every indexed file with warnings (reason "warning").
     With `files`, a list of (path, display path), just those files are
-    read: nothing is walked and `paths` is ignored."""
-    r = Run(paths, options, records=on_records is not None, files=files, on_problem=on_problem)
+    read: nothing is walked and `paths` is ignored. `on_fallback(display,
+    warnings)` hears of each file the pydicom fallback indexed."""
+    r = Run(paths, options, records=on_records is not None, files=files, on_problem=on_problem, on_fallback=on_fallback)
 
     async def report(progress: Callable[[Summary], None]) -> None:
         while True:

@@ -14,6 +14,7 @@
 //! fetches more and reads again. A file never does.
 
 pub mod prefetch;
+pub mod scan;
 pub mod walk;
 
 use std::cell::Cell;

@@ -133,9 +133,12 @@ impl Iterator for Walk {
                 Ok(e) => e,
                 Err(err) => return Some(failed(root, err)),
             };
-            let rel = e.path().strip_prefix(&root.path).unwrap_or(e.path());
             let is_dir = e.file_type().is_dir();
-            if !rel.as_os_str().is_empty() && self.filter.exclude.matches(rel, is_dir) {
+            let excluded = !self.filter.exclude.empty && {
+                let rel = e.path().strip_prefix(&root.path).unwrap_or(e.path());
+                !rel.as_os_str().is_empty() && self.filter.exclude.matches(rel, is_dir)
+            };
+            if excluded {
                 if is_dir {
                     walk.skip_current_dir();
                 }
@@ -246,8 +249,24 @@ fn entry(root: &Root, e: DirEntry, found: Found) -> Entry {
 }
 
 fn display_of(root: &Root, path: &Path) -> OsString {
-    let rel = path.strip_prefix(&root.path).unwrap_or(path);
-    let rel = rel.as_os_str().as_bytes();
+    // The walk's paths are the root's joined with names: cut its bytes
+    // off (Path::strip_prefix, component by component, costs more).
+    let bytes = path.as_os_str().as_bytes();
+    let rel = match bytes.strip_prefix(root.path.as_os_str().as_bytes()) {
+        Some(rest)
+            if rest.is_empty()
+                || rest[0] == b'/'
+                || root.path.as_os_str().as_bytes().ends_with(b"/") =>
+        {
+            let start = rest.iter().take_while(|&&b| b == b'/').count();
+            &rest[start..]
+        }
+        _ => path
+            .strip_prefix(&root.path)
+            .unwrap_or(path)
+            .as_os_str()
+            .as_bytes(),
+    };
     let prefix = root.display.as_bytes();
     let joined = match (prefix.is_empty(), rel.is_empty()) {
         (true, _) => rel.to_vec(),
