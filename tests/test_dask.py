@@ -132,7 +132,7 @@ def events(job: fdask.Run) -> tuple[list[bytes], list[tuple]]:
     for kind, value in job.events():
         if kind == "records":
             records += [dumps(r) for r in value]
-        else:
+        elif kind == "problem":
             problems.append(value)
     return records, problems
 
@@ -325,3 +325,35 @@ def test_cli_terminated_mid_run_leaves_no_output(client, tree, control):
             os.kill(int(held.read_text()), signal.SIGKILL)  # the worker still sleeping in the held shard
         held.unlink(missing_ok=True)
         client.wait_for_workers(2, timeout=60)
+
+
+def test_state_stays_on_the_client(client, tree, tmp_path):
+    """--dask with --state: the workers read only the new and changed files,
+    the client keeps the state; the outputs are a local --state run's, at
+    both levels, before and after the archive changes."""
+    work = tmp_path / "work"
+    shutil.copytree(tree / "archive", work / "archive", symlinks=True, ignore=shutil.ignore_patterns("fifo"))
+    address = client.scheduler.address
+
+    def both(level: str) -> tuple[bytes, bytes, dict]:
+        out = {}
+        for how, extra in (("local", []), ("dask", ["--dask", address, "--shard-files", 7])):
+            proc = cli("archive", "--level", level, "--state", f"{how}.state", "-o", f"{how}.out", "--errors", f"{how}.err", "--summary", f"{how}.sum", "-q", *extra, cwd=work)
+            assert proc.returncode == 0, proc.stderr.decode()
+            out[how] = [(work / f"{how}.{x}").read_bytes() for x in ("out", "err", "sum")]
+        (a, ea, sa), (b, eb, sb) = out["local"], out["dask"]
+        assert a == b and ea == eb, level
+        sa_, sb_ = no_times(sa), no_times(sb)
+        assert sa_ == sb_
+        return a, b, sb_
+
+    first = both("subseries")[2]
+    # Everything read the first time, but the link the walk does not follow.
+    assert first["state"]["read"] == first["seen"] - first["reasons"]["symlink"]
+    # Change the archive: one file changed, one removed, one added.
+    files = sorted(p for p in (work / "archive" / "known").rglob("*") if p.is_file() and not p.is_symlink())
+    files[0].write_bytes(files[0].read_bytes() + b"\0\0")
+    files[1].unlink()
+    shutil.copy(files[2], work / "archive" / "known" / "added.dcm")
+    second = both("instance")[2]
+    assert second["state"] == {"read": 2, "unchanged": first["state"]["read"] - 2, "added": 1, "changed": 1, "removed": 1}

@@ -89,10 +89,15 @@ def mutate(archive: Path, rng: random.Random) -> dict[str, int]:
 
 
 def test_unchanged_rerun_reads_nothing_and_writes_the_same(work):
-    plain = fastindex("archive", "--tags", TAGS, cwd=work)
-    first = run(work, "s.db")
+    plain = fastindex("archive", "--tags", TAGS, "--errors", "plain.errors", cwd=work)
+    first = run(work, "s.db", "--errors", "state.errors")
     first_out = (work / "out.ndjson").read_bytes()
     assert first_out == plain.stdout  # subseries: the same bytes as without --state
+    # The same problems and warnings, in file_path order rather than as read.
+    listed = (work / "state.errors").read_bytes().splitlines()
+    assert listed == sorted(listed, key=lambda line: json.loads(line)["file_path"].encode())
+    assert sorted(listed) == sorted((work / "plain.errors").read_bytes().splitlines())
+    assert any(b'"warning"' in line for line in listed)
     assert 150 < first["state"]["read"] <= first["seen"]
     again = run(work, "s.db")
     assert (work / "out.ndjson").read_bytes() == first_out

@@ -98,7 +98,7 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
         tg.start_soon(watch, tg.cancel_scope)
         instance = args.level == "instance"
         if state is not None:
-            summary, aggregator = await _from_state(args, options, out, errors, state)
+            summary, aggregator = await _from_state(args, options, out, errors, state, runner)
         else:
             summary, aggregator = await runner(args.paths, options, on_records=out.write if instance else None, on_problem=on_problem)
         if not instance:
@@ -111,13 +111,14 @@ async def _main(args: argparse.Namespace, options: Options, out, errors: NdjsonW
     return result
 
 
-async def _from_state(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, state):
-    """With --state: the state brought up to date; per-file records and
+async def _from_state(args: argparse.Namespace, options: Options, out, errors: NdjsonWriter | None, state, runner):
+    """With --state: the state brought up to date (the new and changed
+    files read by `runner`: here, or on a cluster); per-file records and
     --errors written from it, ordered by file_path, so that they are the
     same whatever was read this time."""
     from . import incremental
 
-    summary, aggregator = await incremental.run(args.paths, options, state, moved=args.moved)
+    summary, aggregator = await incremental.run(args.paths, options, state, moved=args.moved, reader=runner)
     if args.level == "instance":
         for chunk in state.records():
             out.write(chunk)
@@ -176,8 +177,6 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
         return "--shard-files must be at least 1, and goes with --dask"
-    if args.dask and args.state is not None:
-        return "--dask and --state do not go together yet: run --state on one machine"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
@@ -284,7 +283,7 @@ def command(argv: list[str] | None, early: list[int]) -> int:
             return EXIT_FATAL
         try:
             runner = functools.partial(on_dask.run, client=client, shard_files=args.shard_files or on_dask.SHARD_FILES)
-            return _index(args, options, extras, early, runner, None, talk)
+            return _index(args, options, extras, early, runner, state, talk)
         finally:
             client.close()
     finally:

@@ -102,6 +102,8 @@ class Outcome:
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     #: the shard's problems, placed among its files
     problems: list[Placed] = dataclasses.field(default_factory=list)
+    #: (display, warnings) of each file the pydicom fallback indexed
+    fallback: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     #: per-file records, compact: the column names once, then value rows
     names: tuple[str, ...] = ()
     rows: list[tuple] = dataclasses.field(default_factory=list)
@@ -181,12 +183,15 @@ def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str]
     position = {display: i for i, (_, display) in enumerate(files)}
     found: list[dict] = []
     problems: list[Placed] = []
+    fallback: list[tuple[str, int]] = []
 
     def on_problem(display: str, reason: str, message: str) -> None:
         problems.append((position[display], display, reason, message))
 
     options = dataclasses.replace(options, jobs=options.jobs or _jobs())
-    summary, aggregator = anyio.run(lambda: run_local((), options, on_records=found.extend if records else None, on_problem=on_problem, files=files))
+    summary, aggregator = anyio.run(
+        lambda: run_local((), options, on_records=found.extend if records else None, on_problem=on_problem, files=files, on_fallback=lambda display, warnings: fallback.append((display, warnings)))
+    )
     # A file's record comes before its warning, as in a local run's lists.
     problems.sort(key=lambda p: (p[0], p[2] == WARNING))
     found.sort(key=lambda r: position[r["file_path"]])
@@ -197,6 +202,7 @@ def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str]
         warnings=summary.warnings,
         reasons=dict(summary.reasons),
         problems=problems,
+        fallback=sorted(fallback, key=lambda f: position[f[0]]),
         names=names,
         rows=[tuple(r.values()) for r in found],
     )
@@ -230,8 +236,10 @@ def pages(paths: Iterable, options: Options, size: int) -> Iterator[list[Listed]
 
 
 class Run:
-    """One run over a cluster. `events()` yields ("records", [dict...]) and
-    ("problem", (display, reason, message)) in listing order; once it is
+    """One run over a cluster. `events()` yields ("records", [dict...]),
+    ("problem", (display, reason, message)) and ("fallback", (display,
+    warnings)) for each file pydicom read (before its records), in listing
+    order; once it is
     exhausted, `summary` and `aggregator` hold the totals. Closing the
     generator early cancels the run's tasks."""
 
@@ -371,6 +379,8 @@ class Run:
             s.via_pydicom += outcome.via_pydicom
             s.warnings += outcome.warnings
             s.reasons.update(outcome.reasons)
+            for f in outcome.fallback:
+                yield "fallback", f
             if outcome.rows:
                 yield "records", outcome.records()
             placed = [(where[i], display, reason, message) for i, display, reason, message in outcome.problems]
@@ -401,19 +411,31 @@ async def run(
     client,
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
+    files: Sequence[tuple[str, str]] | None = None,
+    on_fallback: Callable[[str, int], None] | None = None,
     shard_files: int = SHARD_FILES,
 ) -> tuple[Summary, _native.Aggregator]:
     """`pipeline.run` over a cluster: the same (Summary, Aggregator), the
-    same callbacks (called from a thread of its own, in listing order)."""
+    same callbacks (called from a thread of its own, in listing order).
+    With `files` (path, display), those files are the shards' (--state:
+    the new and changed files); `paths` are then only checked for on the
+    workers."""
     import anyio.to_thread
 
-    job = Run(client, paths, options, records=on_records is not None, shard_files=shard_files)
+    listing = None
+    if files is not None:
+        entries: list[Listed] = [(path, display, None, None) for path, display in files]
+        listing = [entries[i : i + shard_files] for i in range(0, len(entries), shard_files)]
+    job = Run(client, paths, options, records=on_records is not None, shard_files=shard_files, listing=listing)
 
     def drive() -> None:
         for kind, value in job.events():
             if kind == "records":
                 on_records(value)  # type: ignore[misc]
-            elif on_problem is not None:
+            elif kind == "fallback":
+                if on_fallback is not None:
+                    on_fallback(*value)
+            elif kind == "problem" and on_problem is not None:
                 on_problem(*value)
 
     try:

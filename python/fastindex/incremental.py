@@ -8,7 +8,8 @@ state.py for what is stored and how a killed run is taken up again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import anyio.to_thread
 
@@ -17,6 +18,9 @@ from .outcomes import WARNING, Summary
 from .pipeline import Options, roots
 from .pipeline import run as read_files
 from .state import CHUNK, Key, Row, State, now, warning_count
+
+#: how files are read: `pipeline.run`'s signature
+Reader = Callable[..., Awaitable[Any]]
 
 
 def same(new: Key, old: Key | None, moved: bool) -> bool:
@@ -73,11 +77,13 @@ class Reading:
         self._keep(Row(display, self.keys.get(display), reason, message, read_at=now()))
 
 
-async def read_rows(files: list[tuple[str, str]], keys: dict[str, Key], options: Options, state: State | None) -> dict[str, Row]:
-    """Read `files` (path, display): a row per file, keyed by display."""
+async def read_rows(files: list[tuple[str, str]], keys: dict[str, Key], options: Options, state: State | None, reader: Reader = read_files, paths: Iterable = ()) -> dict[str, Row]:
+    """Read `files` (path, display) with `reader` (this machine's
+    pipeline, or a cluster's: `dask.run`): a row per file, keyed by
+    display."""
     reading = Reading(state, keys)
     if files:
-        await read_files((), options, on_records=reading.on_records, on_problem=reading.on_problem, files=files, on_fallback=reading.on_fallback)
+        await reader(paths, options, on_records=reading.on_records, on_problem=reading.on_problem, files=files, on_fallback=reading.on_fallback)
     return reading.rows
 
 
@@ -87,11 +93,13 @@ def other_rows(problems: Iterable[_native.Problem]) -> list[Row]:
     return [Row(p.display, None, p.reason, p.message, read_at=when) for p in problems]
 
 
-async def run(paths: Iterable, options: Options, state: State, *, moved: bool = False) -> tuple[Summary, _native.Aggregator]:
+async def run(paths: Iterable, options: Options, state: State, *, moved: bool = False, reader: Reader = read_files) -> tuple[Summary, _native.Aggregator]:
     """Index `paths` against `state`, and leave the state as this run's
     (committed at the end, in one transaction). Returns the summary of the
     whole index (with `changes`: how many files were read, unchanged,
-    added, changed, removed) and its aggregate."""
+    added, changed, removed) and its aggregate. `reader` reads the new and
+    changed files (`pipeline.run`; `dask.run` on a cluster, the state
+    staying here)."""
     started = time.perf_counter()
     started_at = now()
     schema = _native.Schema(list(options.extras))
@@ -114,7 +122,7 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
         else:
             to_read.append((path, display))
             keys[display] = key
-    rows = await read_rows(to_read, keys, options, state)
+    rows = await read_rows(to_read, keys, options, state, reader, paths)
     rows.update(taken)
     counts = {
         "read": len(to_read),

@@ -109,6 +109,7 @@ class Run:
         *,
         records: bool = False,
         files: Sequence[tuple[str, str]] | None = None,
+        on_records: Callable[[list[dict]], None] | None = None,
         on_problem: Callable[[str, str, str], None] | None = None,
         on_fallback: Callable[[str, int], None] | None = None,
         keep_problems: bool = False,
@@ -116,6 +117,7 @@ class Run:
         self.options = options
         self.summary = Summary()
         self.problems: list[Problem] = []
+        self._on_records = on_records
         self._on_problem = on_problem
         self._on_fallback = on_fallback
         self._keep_problems = keep_problems
@@ -148,7 +150,8 @@ class Run:
 
     async def next(self) -> list[dict] | None:
         """The next batch's per-file records (with `records`; else []),
-        those of its files read by the pydicom fallback included; None once
+        those of its files read by the pydicom fallback included (also
+        handed to `on_records`, each before its file's problems); None once
         the run is over. Raises RunFailed when a thread of the run failed."""
         native = self._native
         if native is None:
@@ -167,6 +170,10 @@ class Run:
         self.summary.indexed += indexed
         self.summary.warnings += warnings
         out: list[dict] = dicts if dicts is not None else []
+        # A file's record is heard of before its warning (as --errors and
+        # the state want them).
+        if out and self._on_records is not None:
+            self._on_records(out)
         fallbacks = []
         for p in problems:
             if p.reason == WARNING:  # indexed, and counted in `warnings` already
@@ -203,6 +210,8 @@ class Run:
         self.aggregator.add_dict(rec, rec["file_path"])
         if self._records:
             out.append(rec)
+            if self._on_records is not None:
+                self._on_records([rec])
         if messages:
             self._problem(display, WARNING, "; ".join(messages))
 
@@ -298,7 +307,7 @@ async def run(
     With `files`, a list of (path, display path), just those files are
     read: nothing is walked and `paths` is ignored. `on_fallback(display,
     warnings)` hears of each file the pydicom fallback indexed."""
-    r = Run(paths, options, records=on_records is not None, files=files, on_problem=on_problem, on_fallback=on_fallback)
+    r = Run(paths, options, records=on_records is not None, files=files, on_records=on_records, on_problem=on_problem, on_fallback=on_fallback)
 
     async def report(progress: Callable[[Summary], None]) -> None:
         while True:
@@ -310,9 +319,8 @@ async def run(
         async with anyio.create_task_group() as tg:
             if options.progress:
                 tg.start_soon(report, options.progress)
-            while (records := await r.next()) is not None:
-                if on_records is not None and records:
-                    on_records(records)
+            while await r.next() is not None:
+                pass
             tg.cancel_scope.cancel()
     finally:
         await r.aclose()
