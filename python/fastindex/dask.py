@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -428,20 +429,31 @@ async def run(
         listing = [entries[i : i + shard_files] for i in range(0, len(entries), shard_files)]
     job = Run(client, paths, options, records=on_records is not None, shard_files=shard_files, listing=listing)
 
+    over = threading.Event()
+
     def drive() -> None:
-        for kind, value in job.events():
-            if kind == "records":
-                on_records(value)  # type: ignore[misc]
-            elif kind == "fallback":
-                if on_fallback is not None:
-                    on_fallback(*value)
-            elif kind == "problem" and on_problem is not None:
-                on_problem(*value)
+        try:
+            for kind, value in job.events():
+                if kind == "records":
+                    on_records(value)  # type: ignore[misc]
+                elif kind == "fallback":
+                    if on_fallback is not None:
+                        on_fallback(*value)
+                elif kind == "problem" and on_problem is not None:
+                    on_problem(*value)
+        finally:
+            over.set()
 
     try:
         await anyio.to_thread.run_sync(drive, abandon_on_cancel=True)
     finally:
-        job.stop = True  # cancelled: the thread stops at its next look
+        # Cancelled: the thread stops at its next look (a quarter second),
+        # and cancels the run's tasks; the caller closes the client only
+        # once that is done (a client closed under it can hang the thread,
+        # and the interpreter's exit with it).
+        job.stop = True
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(over.wait, 30.0)
     return job.summary, job.aggregator
 
 
