@@ -12,7 +12,7 @@ OUT ?= index.ndjson
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'" "ruff>=0.6" "mypy>=1.11"
+	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'" "ruff>=0.6" "mypy>=1.11" "moto[server]==5.2.5" "boto3>=1.34"
 	touch $@
 
 # Rebuild the extension whenever a Rust or Python source changed.

@@ -20,7 +20,9 @@ use crate::extract::schema::{Extra, Schema as CoreSchema};
 use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
-use crate::sources::{self, Entry, Files, Listing};
+use crate::sources::{self, Entry, Fetch, Files, Listing};
+
+mod stores;
 
 create_exception!(
     _native,
@@ -160,6 +162,9 @@ type BatchResult<'py> = (Option<Bound<'py, PyList>>, Bound<'py, PyList>, usize, 
 /// indexed. With `records`, the per-file records come out too (as dicts),
 /// and are folded once made. With `files`, a list of (path, display), those
 /// files are read and nothing is walked (`roots` is then ignored).
+/// Objects of object stores, through `stores`: `urls` are listed (after
+/// the roots or files), `objects` are (url, size, etag, last_modified) as
+/// `Stores.list` gave them, read without listing.
 #[pyclass(frozen, module = "fastindex._native")]
 struct Pipeline {
     inner: Mutex<pipeline::Pipeline>,
@@ -172,7 +177,7 @@ struct Pipeline {
 #[pymethods]
 impl Pipeline {
     #[new]
-    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new(), files = None))]
+    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new(), files = None, stores = None, urls = Vec::new(), objects = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -187,6 +192,9 @@ impl Pipeline {
         exclude: Vec<String>,
         own: Vec<(u64, u64)>,
         files: Option<Vec<(PathBuf, PathBuf)>>,
+        stores: Option<Py<stores::Stores>>,
+        urls: Vec<String>,
+        objects: Option<Vec<(String, u64, Option<String>, String)>>,
     ) -> PyResult<Self> {
         let roots = roots
             .into_iter()
@@ -215,9 +223,20 @@ impl Pipeline {
             )),
             None => Box::new(Walk::new(roots, follow_symlinks, filter)),
         };
+        let (listing, fetch): (Box<dyn Listing>, Arc<dyn Fetch>) = match &stores {
+            None if urls.is_empty() && objects.is_none() => (listing, Arc::new(Files)),
+            None => return Err(PyValueError::new_err("objects need stores")),
+            Some(stores) => {
+                let stores = stores.get();
+                let listed = stores.listing(&urls)?;
+                let given = stores.entries(objects.unwrap_or_default())?;
+                let all = listing.chain(given).chain(listed);
+                (Box::new(all), Arc::new(sources::objects::Objects::new(stores.inner.clone())))
+            }
+        };
         let inner = pipeline::Pipeline::start(
             listing,
-            Arc::new(Files),
+            fetch,
             schema.get().inner.clone(),
             Some(fold),
             &options,
@@ -279,17 +298,28 @@ impl Pipeline {
     }
 }
 
-/// Read one file: ("indexed", record) or (reason, message).
+/// Read one file: ("indexed", record) or (reason, message). An object
+/// (`path` a URL) is read through `stores`.
 #[pyfunction]
+#[pyo3(signature = (schema, path, display, stores = None))]
 fn read_file<'py>(
     py: Python<'py>,
     schema: Py<Schema>,
     path: PathBuf,
     display: PathBuf,
+    stores: Option<Py<stores::Stores>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let core = schema.get().inner.clone();
-    let entry = Entry::file(path, display.into_os_string());
-    let r = py.detach(|| pipeline::read_guarded(&Files, &core, &entry, &mut Collected::default()));
+    let (entry, fetch): (Entry, Box<dyn Fetch>) = match &stores {
+        Some(stores) => {
+            let inner = stores.get().inner.clone();
+            let entry = py.detach(|| inner.object_entry(&path.to_string_lossy()));
+            let entry = entry.map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+            (entry, Box::new(sources::objects::Objects::new(inner)))
+        }
+        None => (Entry::file(path, display.into_os_string()), Box::new(Files)),
+    };
+    let r = py.detach(|| pipeline::read_guarded(&*fetch, &core, &entry, &mut Collected::default()));
     match r {
         Ok(Outcome::Indexed(rec)) => {
             let d = record_dict(py, schema.get(), &rec, &entry.display, None)?;
@@ -659,6 +689,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_ds, m)?)?;
     m.add_function(wrap_pyfunction!(folder_of, m)?)?;
     m.add_function(wrap_pyfunction!(extra_type, m)?)?;
+    stores::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     crate::testbytes::register(m)?;
     Ok(())

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Aggregator", "RunFailed", "read_file", "check_exclude", "roots", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "Stores", "Listing", "is_url", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table
@@ -86,13 +86,33 @@ class Pipeline:
         exclude: Sequence[str] = ...,
         own: Sequence[tuple[int, int]] = ...,
         files: Sequence[tuple[_Path, _Path]] | None = None,
+        stores: Stores | None = None,
+        urls: Sequence[str] = ...,
+        objects: Sequence[_Listed] | None = None,
     ) -> Pipeline: ...
     def next_batch(self) -> tuple[list[dict[str, Any]] | None, list[Problem], int, int] | None: ...
     def close(self) -> None: ...
 
 def roots(paths: Sequence[_Path], base: _Path | None = None) -> list[tuple[str, str]]: ...
 def check_exclude(patterns: Sequence[str]) -> None: ...
-def read_file(schema: Schema, path: _Path, display: _Path) -> tuple[str, Any, int]: ...
+def read_file(schema: Schema, path: _Path, display: _Path, stores: Stores | None = None) -> tuple[str, Any, int]: ...
+
+# Object stores (rust/python/stores.rs)
+
+#: (url, size, etag, last_modified): a listed object and its change key
+_Listed = tuple[str, int, str | None, str]
+
+def is_url(path: str) -> bool: ...
+@final
+class Stores:
+    def __new__(cls, *, anonymous: bool = False, first_bytes: int = 65536, retries: int = 10) -> Stores: ...
+    def list(self, url: str) -> Listing: ...
+    def download(self, url: str, dest: _Path, limit: int) -> int: ...
+
+@final
+class Listing:
+    def __iter__(self) -> Listing: ...
+    def __next__(self) -> _Listed: ...
 
 # Raw DICOM bytes, for tests and benchmarks (rust/testbytes.rs)
 

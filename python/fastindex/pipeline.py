@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from . import _native
 from .fallback_pool import Limits, Pool
+from .objects import Copies, is_url, split
 from .outcomes import FALLBACK_REASONS, LIMIT_REASONS, WARNING, NotIndexed, Summary
 
 
@@ -36,8 +37,15 @@ class Options:
     #: entries per batch (the unit the native run hands over)
     batch_size: int = 256
     #: header reads requested ahead of the parsers when the disk is slow
-    #: (0: none); idle while files come from the page cache
-    concurrency: int = 16
+    #: (0: none); idle while files come from the page cache. Also the
+    #: ranged GETs in flight for objects. None: 16, or 64 when objects are
+    #: read
+    concurrency: int | None = None
+    #: objects (s3://, gs://, az://): unsigned requests (public buckets),
+    #: the bytes of each object's first ranged GET, retries of a request
+    no_sign_request: bool = False
+    first_bytes: int = 64 * 1024
+    retries: int = 10
     #: --exclude globs, matched below each PATH (see rust/sources/walk.rs)
     exclude: Sequence[str] = ()
     #: (device, inode) of this run's own output files: never indexed
@@ -51,7 +59,11 @@ class Options:
 def check_path(path: str) -> None:
     """Raise what is wrong with a PATH (FileNotFoundError, PermissionError
     for a folder on the way that may not be searched...), with a message
-    that names it: the CLI prints it, the API raises it."""
+    that names it: the CLI prints it, the API raises it. An object-store
+    URL is looked at when it is listed: what cannot be listed is listed
+    with its reason, as an unreadable file is."""
+    if is_url(os.fsdecode(os.fspath(path))):
+        return
     try:
         os.lstat(path)
     except OSError as e:
@@ -74,7 +86,7 @@ def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
             error = NotADirectoryError if os.path.exists(base) else FileNotFoundError
             raise error(f"--relative-to {relative_to}: {'not a directory' if os.path.exists(base) else 'no such directory'}")
     checked = []
-    for p in paths:
+    for p in split(paths)[0]:  # URLs are listed by the stores
         p = os.fsdecode(os.fspath(p))
         check_path(p)
         checked.append(p)
@@ -88,6 +100,7 @@ async def run(
     on_records: Callable[[list[dict]], None] | None = None,
     on_problem: Callable[[str, str, str], None] | None = None,
     files: Sequence[tuple[str, str]] | None = None,
+    objects: Sequence[tuple[str, int, str | None, str]] | None = None,
 ) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
@@ -95,7 +108,10 @@ async def run(
     `on_problem(display, reason, message)` hears of every file that gave
     no record, and of every indexed file with warnings (reason "warning").
     With `files`, a list of (path, display path), just those files are
-    read: nothing is walked and `paths` is ignored."""
+    read: nothing is walked and `paths` is ignored; with `objects`, a list
+    of (url, size, etag, last_modified) as `Stores.list` gives them, those
+    objects are read too, without listing them. URLs among `paths` are
+    listed and read by ranged GETs (`Options` says how)."""
     started = time.perf_counter()
     jobs = max(1, options.jobs or os.cpu_count() or 1)
     schema = _native.Schema(list(options.extras))
@@ -109,7 +125,13 @@ async def run(
             aggregator.add_dict(d, d["file_path"])
 
     async def fall_back(path: str, display: str, reason: str, message: str) -> None:
+        copy = None
         try:
+            if copies is not None and is_url(path):
+                try:
+                    path = copy = await copies.fetch(path)
+                except OSError as e:
+                    raise NotIndexed("unreadable", f"the object could not be downloaded for pydicom: {e}") from None
             rec, count, messages = await pool.read(path, display, options.extras)
         except NotIndexed as e:
             # A file the fast path only declined is judged by pydicom; one it
@@ -126,6 +148,9 @@ async def run(
             if messages and on_problem:
                 on_problem(display, WARNING, "; ".join(messages))
             return
+        finally:
+            if copy is not None:
+                Copies.done(copy)
         summary.reasons[reason] += 1
         if on_problem:
             on_problem(display, reason, message)
@@ -179,20 +204,29 @@ async def run(
             summary.seconds = time.perf_counter() - started
             progress(summary)
 
+    local, urls = split(paths) if files is None else ([], [])
+    stores = None
+    if urls or objects:
+        stores = _native.Stores(anonymous=options.no_sign_request, first_bytes=options.first_bytes, retries=options.retries)
+    concurrency = options.concurrency if options.concurrency is not None else 64 if stores else 16
     native = _native.Pipeline(
         schema,
-        [] if files is not None else roots(paths, options.relative_to),
+        [] if files is not None else roots(local, options.relative_to),
         aggregator,
         records=on_records is not None,
         jobs=jobs,
         batch_size=options.batch_size,
-        concurrency=options.concurrency,
+        concurrency=concurrency,
         follow_symlinks=options.follow_symlinks,
         exclude=list(options.exclude),
         own=list(options.own),
         files=None if files is None else list(files),
+        stores=stores,
+        urls=urls,
+        objects=None if objects is None else list(objects),
     )
     pool = Pool(options.fallback)
+    copies = Copies(stores) if stores is not None else None
     try:
         async with anyio.create_task_group() as outer:
             if options.progress:
@@ -203,6 +237,8 @@ async def run(
     finally:
         native.close()
         pool.close()
+        if copies is not None:
+            copies.close()
     if failed:
         raise failed[0]
     summary.duplicates = aggregator.duplicates
