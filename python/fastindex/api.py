@@ -12,13 +12,14 @@ from typing import Literal
 import anyio
 
 from . import _native
+from .objects import Copies, is_url
 from .outcomes import FALLBACK_REASONS, NotIndexed
 from .pipeline import Options, roots, run
 from .tags import resolve
 
 
-def _options(jobs, relative_to, follow_symlinks, tags) -> Options:
-    return Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()))
+def _options(jobs, relative_to, follow_symlinks, tags, no_sign_request=False) -> Options:
+    return Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()), no_sign_request=no_sign_request)
 
 
 def index(
@@ -28,9 +29,12 @@ def index(
     relative_to: str | None = None,
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> list[dict]:
-    """Subseries records of every DICOM file under `paths`, sorted."""
-    options = _options(jobs, relative_to, follow_symlinks, tags)
+    """Subseries records of every DICOM file under `paths` (local paths,
+    or object-store URLs: s3://bucket/prefix, gs://..., az://...), sorted.
+    `no_sign_request`: unsigned requests to the stores (public buckets)."""
+    options = _options(jobs, relative_to, follow_symlinks, tags, no_sign_request)
     _, aggregator = anyio.run(lambda: run(list(paths), options))
     return list(aggregator.dicts())
 
@@ -42,11 +46,12 @@ def iter_instances(
     relative_to: str | None = None,
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> Iterator[dict]:
     """Per-file records, as they are read (completion order). Closing the
     iterator (or dropping it) before the end stops the run: its threads
-    and fallback processes end."""
-    options = _options(jobs, relative_to, follow_symlinks, tags)
+    and fallback processes end. `paths` as `index` takes them."""
+    options = _options(jobs, relative_to, follow_symlinks, tags, no_sign_request)
     paths = list(paths)
     roots(paths, relative_to)  # raise FileNotFoundError here, not in a thread
     done = object()
@@ -101,8 +106,10 @@ def read_header(
     engine: Literal["auto", "rust", "pydicom"] = "auto",
     relative_to: str | None = None,
     tags: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> dict:
-    """The per-file record of one file. Raises NotIndexed when it has none.
+    """The per-file record of one file, or of one object (an s3://, gs://
+    or az:// URL). Raises NotIndexed when it has none.
 
     engine="rust" uses only the fast path, "pydicom" only pydicom, "auto"
     the fast path with pydicom for what it declines (as the CLI does).
@@ -110,6 +117,8 @@ def read_header(
     from .fallback_pool import read_one
 
     extras = resolve(tags or ())
+    if is_url(os.fsdecode(os.fspath(path))):
+        return _read_object(os.fsdecode(os.fspath(path)), engine, extras, no_sign_request)
     [(p, display)] = roots([path], relative_to)
     # As the walker does: FIFOs, sockets and devices are never read.
     if not stat.S_ISREG(os.stat(p).st_mode):
@@ -124,3 +133,25 @@ def read_header(
     if engine == "auto" and status in FALLBACK_REASONS:
         return read_one(p, display, extras)[0]
     raise NotIndexed(status, payload)
+
+
+def _read_object(url: str, engine: str, extras: list, no_sign_request: bool) -> dict:
+    """`read_header` of an object: ranged GETs for the fast path, a bounded
+    download for pydicom (as a run reads it)."""
+    from .fallback_pool import read_one
+
+    if engine not in ("rust", "auto", "pydicom"):
+        raise ValueError(f"engine must be auto, rust or pydicom, not {engine!r}")
+    stores = _native.Stores(anonymous=no_sign_request)
+    if engine != "pydicom":
+        status, payload, _ = _native.read_file(_native.Schema(list(extras)), url, url, stores)
+        if status == "indexed":
+            return payload
+        if engine == "rust" or status not in FALLBACK_REASONS:
+            raise NotIndexed(status, payload)
+    copies = Copies(stores)
+    try:
+        copy = anyio.run(copies.fetch, url)
+        return read_one(copy, url, extras)[0]
+    finally:
+        copies.close()

@@ -4,13 +4,15 @@
 //! object, and asks for a further range only when the header goes on past
 //! them (the reader's `NeedBytes`).
 //!
-//! Memory stays bounded: a request holds a permit of a fair semaphore
-//! from its start until a reader has taken its bytes, so at most
-//! `concurrency` first ranges (`first_bytes` each) are in flight or held
-//! at once; the requests waiting for a permit are those of the batches
-//! queued in the pipeline (small, and bounded by its queue). Permits are
-//! granted in listing order, the order the readers take the objects in,
-//! so the oldest object holding one is always one a reader will take.
+//! Memory stays bounded: a request holds a permit from its start until a
+//! reader has taken its bytes, so at most `concurrency` first ranges
+//! (`first_bytes` each) are in flight or held at once; the requests
+//! waiting for a permit are those of the batches queued in the pipeline
+//! (small, and bounded by its queue). Permits are granted in listing
+//! order (one task takes them, see `dispatch`), the order the readers
+//! take the objects in, so the oldest object holding one is always one a
+//! reader will take: no reader waits for a permit that only a later
+//! object could give back.
 //!
 //! The first GET asks for no particular version: its answer carries the
 //! object's ETag and size as they are now (an object changed since the
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use object_store::{GetOptions, ObjectStore};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{io_error, Object, Stores};
 use crate::dicom::input::Input;
@@ -180,10 +182,14 @@ impl Fetch for Objects {
     }
 
     fn ahead(&self, concurrency: usize) -> Option<Box<dyn Ahead>> {
+        let handle = self.stores.handle().clone();
+        let requests = (concurrency > 0).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            handle.spawn(dispatch(rx, Arc::new(Semaphore::new(concurrency)), self.stores.config.first_bytes));
+            tx
+        });
         Some(Box::new(Requests {
-            handle: self.stores.handle().clone(),
-            permits: (concurrency > 0).then(|| Arc::new(Semaphore::new(concurrency))),
-            first_bytes: self.stores.config.first_bytes,
+            requests,
             pending: self.pending.clone(),
             concurrency,
             files: None,
@@ -191,13 +197,36 @@ impl Fetch for Objects {
     }
 }
 
+/// Start the first GET of each object sent, in the order sent, each once
+/// a permit is free. One task takes the permits, so they go in listing
+/// order (tasks of their own would take them in the order the runtime
+/// happens to poll them, and a later object could hold the last permit
+/// while a reader waits for an earlier one).
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<(Arc<Object>, oneshot::Sender<io::Result<First>>)>,
+    permits: Arc<Semaphore>,
+    first_bytes: u64,
+) {
+    while let Some((object, reply)) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        if reply.is_closed() {
+            continue; // nobody will read it: the run stopped
+        }
+        tokio::spawn(async move {
+            // A reader that gave up drops the bytes, and the permit.
+            let _ = reply.send(first_range(object, first_bytes, Some(permit)).await);
+        });
+    }
+}
+
 /// The ahead stage: the first GET of each object of a batch, and the
 /// local files' prefetch for the rest.
 struct Requests {
-    handle: tokio::runtime::Handle,
-    /// None: concurrency 0, nothing requested ahead.
-    permits: Option<Arc<Semaphore>>,
-    first_bytes: u64,
+    /// To the dispatching task; None: concurrency 0, nothing requested
+    /// ahead.
+    requests: Option<mpsc::UnboundedSender<(Arc<Object>, oneshot::Sender<io::Result<First>>)>>,
     pending: Arc<Mutex<HashMap<PathBuf, Pending>>>,
     concurrency: usize,
     /// The local files' prefetch, started with the first local file.
@@ -212,7 +241,7 @@ impl Ahead for Requests {
         if let Some(files) = self.files.as_mut() {
             files.batch(entries, stop)?;
         }
-        let Some(permits) = &self.permits else {
+        let Some(requests) = &self.requests else {
             return Ok(());
         };
         for e in entries {
@@ -221,17 +250,9 @@ impl Ahead for Requests {
             };
             let (tx, rx) = oneshot::channel();
             lock(&self.pending).insert(e.path.clone(), rx);
-            let (permits, object, n) = (permits.clone(), object.clone(), self.first_bytes);
-            self.handle.spawn(async move {
-                let Ok(permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                if tx.is_closed() {
-                    return; // nobody will read it: the run stopped
-                }
-                // A reader that gave up drops the bytes, and the permit.
-                let _ = tx.send(first_range(object, n, Some(permit)).await);
-            });
+            if requests.send((object.clone(), tx)).is_err() {
+                return Err("the object requests' task is gone".into());
+            }
         }
         Ok(())
     }
@@ -240,5 +261,77 @@ impl Ahead for Requests {
     /// with the fetch (a request whose reader is gone drops its bytes).
     fn finish(self: Box<Self>) -> Result<(), String> {
         self.files.map_or(Ok(()), |f| f.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+    use crate::aggregate::Aggregator;
+    use crate::dicom::elements::Encoding;
+    use crate::extract::schema::Schema;
+    use crate::pipeline::{Options, Pipeline};
+    use crate::sources::objects::{Config, Object};
+    use crate::tests::{ct, part10};
+
+    /// `n` objects in memory, each a small CT header, as listed entries.
+    fn objects(stores: &Stores, n: usize) -> Vec<Entry> {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let bytes = part10("1.2.840.10008.1.2.1", &ct(Encoding::EXPLICIT_LE));
+        (0..n)
+            .map(|i| {
+                let location = Path::from(format!("p/{i}.dcm"));
+                let meta = stores.block_on(async {
+                    store.put(&location, PutPayload::from(bytes.clone())).await.expect("put");
+                    store.head(&location).await.expect("head")
+                });
+                let object = Object::new(store.clone(), meta);
+                let url = format!("s3://b/{}", object.location);
+                Entry {
+                    path: PathBuf::from(&url),
+                    display: OsString::from(url),
+                    found: Found::File,
+                    object: Some(Arc::new(object)),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_object_is_read_whatever_the_concurrency_and_the_readers() {
+        // Fewer permits than a batch holds, one reader or several: a
+        // reader never waits for a permit that only a later object holds.
+        for (concurrency, jobs) in [(1, 1), (3, 2), (64, 2), (0, 1)] {
+            let stores = Stores::new(Config::default()).expect("a runtime");
+            let entries = objects(&stores, 300);
+            let agg = Arc::new(Mutex::new(Aggregator::default()));
+            let options = Options {
+                jobs,
+                batch_size: 256,
+                concurrency,
+                records: false,
+            };
+            let run = Pipeline::start(
+                Box::new(entries.into_iter()),
+                Arc::new(Objects::new(stores)),
+                Arc::new(Schema::new(Vec::new()).expect("schema")),
+                Some(agg.clone()),
+                &options,
+            );
+            let indexed = AtomicUsize::new(0);
+            for b in run {
+                let b = b.expect("complete");
+                assert!(b.problems.is_empty(), "{:?}", b.problems);
+                indexed.fetch_add(b.indexed, Ordering::Relaxed);
+            }
+            assert_eq!(indexed.load(Ordering::Relaxed), 300, "concurrency {concurrency}, jobs {jobs}");
+        }
     }
 }
