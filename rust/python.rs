@@ -194,7 +194,7 @@ impl Pipeline {
         files: Option<Vec<(PathBuf, PathBuf)>>,
         stores: Option<Py<stores::Stores>>,
         urls: Vec<String>,
-        objects: Option<Vec<(String, u64, Option<String>, String)>>,
+        objects: Option<Vec<stores::Listed>>,
     ) -> PyResult<Self> {
         let roots = roots
             .into_iter()
@@ -231,7 +231,10 @@ impl Pipeline {
                 let listed = stores.listing(&urls)?;
                 let given = stores.entries(objects.unwrap_or_default())?;
                 let all = listing.chain(given).chain(listed);
-                (Box::new(all), Arc::new(sources::objects::Objects::new(stores.inner.clone())))
+                (
+                    Box::new(all),
+                    Arc::new(sources::objects::Objects::new(stores.inner.clone())),
+                )
             }
         };
         let inner = pipeline::Pipeline::start(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from archive import make_archive
 from corpora import CHARSET_FILES, PYDICOM_FILES, VENDORED, copy_corpora
 from hostile import declined

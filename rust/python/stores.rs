@@ -22,14 +22,16 @@ pub struct Stores {
 }
 
 /// (url, size, etag, last_modified) of one listed object.
-type Listed = (String, u64, Option<String>, String);
+pub type Listed = (String, u64, Option<String>, String);
 
 fn os_error(e: std::io::Error) -> PyErr {
     PyOSError::new_err(e.to_string())
 }
 
 fn url(s: &str) -> PyResult<Url> {
-    Url::parse(s).ok_or_else(|| PyValueError::new_err(format!("not an object URL (s3://, gs://, az://): {s}")))
+    Url::parse(s).ok_or_else(|| {
+        PyValueError::new_err(format!("not an object URL (s3://, gs://, az://): {s}"))
+    })
 }
 
 impl Stores {
@@ -38,7 +40,11 @@ impl Stores {
     pub fn entries(&self, objects: Vec<Listed>) -> PyResult<Vec<Entry>> {
         objects
             .into_iter()
-            .map(|(url, size, etag, modified)| self.inner.entry(&url, size, etag, modified).map_err(os_error))
+            .map(|(url, size, etag, modified)| {
+                self.inner
+                    .entry(&url, size, etag, modified)
+                    .map_err(os_error)
+            })
             .collect()
     }
 
@@ -108,10 +114,9 @@ impl Listing {
                 o.etag.clone(),
                 o.last_modified.clone(),
             ))),
-            (Found::Fail(_, message) | Found::Skip(_, message), _) => Err(PyOSError::new_err(format!(
-                "{}: {message}",
-                entry.display.to_string_lossy()
-            ))),
+            (Found::Fail(_, message) | Found::Skip(_, message), _) => Err(PyOSError::new_err(
+                format!("{}: {message}", entry.display.to_string_lossy()),
+            )),
             (Found::File, None) => Err(PyOSError::new_err("a listed object without its key")),
         }
     }

@@ -49,6 +49,9 @@ struct First {
 
 type Pending = oneshot::Receiver<io::Result<First>>;
 
+/// An object whose first range is wanted, and where to send it.
+type Request = (Arc<Object>, oneshot::Sender<io::Result<First>>);
+
 /// The fetch of a run whose PATHs may hold objects: objects by ranged
 /// GETs, local files as [`Files`] reads them.
 pub struct Objects {
@@ -72,9 +75,11 @@ impl Objects {
             Some(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(io::Error::other("the request was dropped"))),
-            None => self
-                .stores
-                .block_on(first_range(object.clone(), self.stores.config.first_bytes, None)),
+            None => self.stores.block_on(first_range(
+                object.clone(),
+                self.stores.config.first_bytes,
+                None,
+            )),
         }
     }
 }
@@ -169,12 +174,9 @@ impl Fetch for Objects {
                 // Twice as much as held at least: a long header takes few
                 // requests.
                 let end = upto.max(have.saturating_mul(2)).min(h.size);
-                let (_, more) = self.stores.block_on(get(
-                    &*object.store,
-                    object,
-                    have..end,
-                    h.etag.clone(),
-                ))?;
+                let (_, more) =
+                    self.stores
+                        .block_on(get(&*object.store, object, have..end, h.etag.clone()))?;
                 h.bytes.extend_from_slice(&more);
             }
             Ok(Box::new(Prefix::new(h.bytes.clone(), h.size)) as Box<dyn Input>)
@@ -185,7 +187,11 @@ impl Fetch for Objects {
         let handle = self.stores.handle().clone();
         let requests = (concurrency > 0).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            handle.spawn(dispatch(rx, Arc::new(Semaphore::new(concurrency)), self.stores.config.first_bytes));
+            handle.spawn(dispatch(
+                rx,
+                Arc::new(Semaphore::new(concurrency)),
+                self.stores.config.first_bytes,
+            ));
             tx
         });
         Some(Box::new(Requests {
@@ -203,7 +209,7 @@ impl Fetch for Objects {
 /// happens to poll them, and a later object could hold the last permit
 /// while a reader waits for an earlier one).
 async fn dispatch(
-    mut rx: mpsc::UnboundedReceiver<(Arc<Object>, oneshot::Sender<io::Result<First>>)>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
     permits: Arc<Semaphore>,
     first_bytes: u64,
 ) {
@@ -226,7 +232,7 @@ async fn dispatch(
 struct Requests {
     /// To the dispatching task; None: concurrency 0, nothing requested
     /// ahead.
-    requests: Option<mpsc::UnboundedSender<(Arc<Object>, oneshot::Sender<io::Result<First>>)>>,
+    requests: Option<mpsc::UnboundedSender<Request>>,
     pending: Arc<Mutex<HashMap<PathBuf, Pending>>>,
     concurrency: usize,
     /// The local files' prefetch, started with the first local file.
@@ -236,7 +242,8 @@ struct Requests {
 impl Ahead for Requests {
     fn batch(&mut self, entries: &[Entry], stop: &AtomicBool) -> Result<(), String> {
         if self.files.is_none() && entries.iter().any(|e| e.object.is_none()) {
-            self.files = prefetch::Prefetcher::start(self.concurrency).map(|p| Box::new(p) as Box<dyn Ahead>);
+            self.files = prefetch::Prefetcher::start(self.concurrency)
+                .map(|p| Box::new(p) as Box<dyn Ahead>);
         }
         if let Some(files) = self.files.as_mut() {
             files.batch(entries, stop)?;
@@ -289,7 +296,10 @@ mod tests {
             .map(|i| {
                 let location = Path::from(format!("p/{i}.dcm"));
                 let meta = stores.block_on(async {
-                    store.put(&location, PutPayload::from(bytes.clone())).await.expect("put");
+                    store
+                        .put(&location, PutPayload::from(bytes.clone()))
+                        .await
+                        .expect("put");
                     store.head(&location).await.expect("head")
                 });
                 let object = Object::new(store.clone(), meta);
@@ -331,7 +341,11 @@ mod tests {
                 assert!(b.problems.is_empty(), "{:?}", b.problems);
                 indexed.fetch_add(b.indexed, Ordering::Relaxed);
             }
-            assert_eq!(indexed.load(Ordering::Relaxed), 300, "concurrency {concurrency}, jobs {jobs}");
+            assert_eq!(
+                indexed.load(Ordering::Relaxed),
+                300,
+                "concurrency {concurrency}, jobs {jobs}"
+            );
         }
     }
 }

@@ -267,17 +267,31 @@ impl Stores {
 
     /// The entry of the object at `url`, as it is now (a HEAD request).
     pub fn object_entry(&self, url: &str) -> io::Result<Entry> {
-        let parsed = Url::parse(url)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not an object URL: {url}")))?;
+        let parsed = Url::parse(url).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an object URL: {url}"),
+            )
+        })?;
         let object = self.head(&parsed)?;
         Ok(object_entry(parsed.of(&object.location), object))
     }
 
     /// The entry of an object listed before (by `Listing`, kept by the
     /// caller): (url, size, ETag, last-modified).
-    pub fn entry(&self, url: &str, size: u64, etag: Option<String>, last_modified: String) -> io::Result<Entry> {
-        let parsed = Url::parse(url)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not an object URL: {url}")))?;
+    pub fn entry(
+        &self,
+        url: &str,
+        size: u64,
+        etag: Option<String>,
+        last_modified: String,
+    ) -> io::Result<Entry> {
+        let parsed = Url::parse(url).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an object URL: {url}"),
+            )
+        })?;
         let object = Object {
             store: self.bucket(&parsed)?,
             location: Path::from(parsed.key.as_str()),
@@ -293,8 +307,12 @@ impl Stores {
     /// reads. Returns the bytes written.
     pub fn download(&self, url: &str, dest: &std::path::Path, limit: u64) -> io::Result<u64> {
         use std::io::Write;
-        let parsed = Url::parse(url)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not an object URL: {url}")))?;
+        let parsed = Url::parse(url).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an object URL: {url}"),
+            )
+        })?;
         let object = self.head(&parsed)?;
         let mut out = io::BufWriter::new(std::fs::File::create(dest)?);
         let n = object.size.min(limit);
@@ -305,7 +323,11 @@ impl Stores {
                 ..Default::default()
             };
             self.block_on(async {
-                let got = object.store.get_opts(&object.location, options).await.map_err(io_error)?;
+                let got = object
+                    .store
+                    .get_opts(&object.location, options)
+                    .await
+                    .map_err(io_error)?;
                 let mut stream = got.into_stream();
                 while let Some(chunk) = stream.next().await {
                     out.write_all(&chunk.map_err(io_error)?)?;
@@ -446,7 +468,10 @@ mod tests {
     #[test]
     fn urls_parse_to_scheme_bucket_and_key() {
         let u = Url::parse("s3://b/a//c/").expect("a URL");
-        assert_eq!((u.scheme, u.bucket.as_str(), u.key.as_str()), ("s3", "b", "a/c"));
+        assert_eq!(
+            (u.scheme, u.bucket.as_str(), u.key.as_str()),
+            ("s3", "b", "a/c")
+        );
         assert_eq!(u.to_string(), "s3://b/a/c");
         assert_eq!(Url::parse("gs://b").expect("a URL").key, "");
         assert!(Url::parse("az://c/x").is_some());
@@ -457,10 +482,16 @@ mod tests {
 
     #[test]
     fn a_url_inside_another_is_listed_once() {
-        let urls: Vec<Url> = ["s3://b/a/x", "s3://b/a", "s3://b/ab", "s3://b/a", "gs://b/a/x"]
-            .iter()
-            .map(|u| Url::parse(u).expect("a URL"))
-            .collect();
+        let urls: Vec<Url> = [
+            "s3://b/a/x",
+            "s3://b/a",
+            "s3://b/ab",
+            "s3://b/a",
+            "gs://b/a/x",
+        ]
+        .iter()
+        .map(|u| Url::parse(u).expect("a URL"))
+        .collect();
         let stores = Stores::new(Config::default()).expect("a runtime");
         let listing = Listing::new(stores, &urls);
         let kept: Vec<String> = listing.roots.iter().map(|u| u.to_string()).collect();

@@ -63,8 +63,13 @@ pub fn settings(profile: &str) -> Option<HashMap<String, String>> {
         format!("profile {profile}")
     };
     let mut found = None::<HashMap<String, String>>;
-    for section in [config.get(&in_config), credentials.get(profile)].into_iter().flatten() {
-        found.get_or_insert_with(HashMap::new).extend(section.clone());
+    for section in [config.get(&in_config), credentials.get(profile)]
+        .into_iter()
+        .flatten()
+    {
+        found
+            .get_or_insert_with(HashMap::new)
+            .extend(section.clone());
     }
     found
 }
@@ -83,7 +88,10 @@ pub fn apply(mut builder: AmazonS3Builder) -> Result<AmazonS3Builder, String> {
     };
     let keyed = builder.get_config_value(&Key::AccessKeyId).is_some();
     if !keyed {
-        match (settings.get("aws_access_key_id"), settings.get("aws_secret_access_key")) {
+        match (
+            settings.get("aws_access_key_id"),
+            settings.get("aws_secret_access_key"),
+        ) {
             (Some(id), Some(secret)) => {
                 builder = builder
                     .with_config(Key::AccessKeyId, id)
@@ -93,9 +101,14 @@ pub fn apply(mut builder: AmazonS3Builder) -> Result<AmazonS3Builder, String> {
                 }
             }
             _ if named.is_some()
-                && ["role_arn", "sso_session", "sso_start_url", "credential_process"]
-                    .iter()
-                    .any(|k| settings.contains_key(*k)) =>
+                && [
+                    "role_arn",
+                    "sso_session",
+                    "sso_start_url",
+                    "credential_process",
+                ]
+                .iter()
+                .any(|k| settings.contains_key(*k)) =>
             {
                 return Err(format!(
                     "the AWS profile {profile:?} does not hold static keys (role, SSO or credential_process): export its credentials (aws configure export-credentials --profile {profile} --format env)"
