@@ -74,6 +74,16 @@ impl Url {
         })
     }
 
+    /// `parse`, or an InvalidInput error naming what is not a URL.
+    pub fn required(s: &str) -> io::Result<Url> {
+        Url::parse(s).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an object URL: {s}"),
+            )
+        })
+    }
+
     /// The URL of an object of this bucket.
     fn of(&self, location: &Path) -> String {
         format!("{}://{}/{}", self.scheme, self.bucket, location)
@@ -267,12 +277,7 @@ impl Stores {
 
     /// The entry of the object at `url`, as it is now (a HEAD request).
     pub fn object_entry(&self, url: &str) -> io::Result<Entry> {
-        let parsed = Url::parse(url).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not an object URL: {url}"),
-            )
-        })?;
+        let parsed = Url::required(url)?;
         let object = self.head(&parsed)?;
         Ok(object_entry(parsed.of(&object.location), object))
     }
@@ -286,12 +291,7 @@ impl Stores {
         etag: Option<String>,
         last_modified: String,
     ) -> io::Result<Entry> {
-        let parsed = Url::parse(url).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not an object URL: {url}"),
-            )
-        })?;
+        let parsed = Url::required(url)?;
         let object = Object {
             store: self.bucket(&parsed)?,
             location: Path::from(parsed.key.as_str()),
@@ -307,12 +307,7 @@ impl Stores {
     /// reads. Returns the bytes written.
     pub fn download(&self, url: &str, dest: &std::path::Path, limit: u64) -> io::Result<u64> {
         use std::io::Write;
-        let parsed = Url::parse(url).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not an object URL: {url}"),
-            )
-        })?;
+        let parsed = Url::required(url)?;
         let object = self.head(&parsed)?;
         let mut out = io::BufWriter::new(std::fs::File::create(dest)?);
         let n = object.size.min(limit);
