@@ -136,7 +136,7 @@ def main() -> None:
         for c in levels:
             url, n, prefix = ("s3://bench/c1", len(subset), "/bench/c1/") if c == 1 else ("s3://bench/archive", len(objects), "/bench/archive/")
             times = []
-            for i in range(1 if c == 1 else a.repeat):
+            for _ in range(1 if c == 1 else a.repeat):
                 proxy.log.clear()
                 secs, summary = fastindex(url, env, c)
                 assert summary["seen"] == n, (summary["seen"], n)

@@ -244,16 +244,39 @@ def test_one_object_named_by_its_url_and_urls_beside_local_paths(server, base, l
 
     for k, v in server.env().items():
         monkeypatch.setenv(k, v)
-    (records, *_), inst = local
-    one = inst[0][0]
-    url = f"{URL}/{one['file_path']}"
-    assert api.read_header(url) == {**one, "file_path": url, "folder": url.rsplit("/", 1)[0]}
-    # A local folder and a URL in one call; a URL inside another is read once.
-    mixed = api.index([base / "archive", f"{URL}/corpus", f"{URL}/corpus/vendored"])
-    os.chdir(base)
-    want = api.index(["archive", "corpus"])
-    assert len(mixed) == len(want)
-    assert relative([{k: v for k, v in r.items()} for r in mixed if r["file_path"].startswith("s3://")], URL + "/") == [r for r in want if r["file_path"].startswith("corpus/")]
+    monkeypatch.chdir(base)
+    inst = local[1][0]
+    for one in (inst[0], next(r for r in inst if r["file_path"] == "archive/declined.dcm")):
+        url = f"{URL}/{one['file_path']}"
+        assert api.read_header(url) == {**one, "file_path": url, "folder": url.rsplit("/", 1)[0]}
+    # A local folder and URLs in one call; a URL inside another is read once.
+    mixed = list(api.iter_instances(["archive", f"{URL}/corpus", f"{URL}/corpus/vendored"]))
+    from_s3 = [r for r in mixed if r["file_path"].startswith("s3://")]
+    assert by_path(relative(from_s3, URL + "/")) == by_path([r for r in inst if r["file_path"].startswith("corpus/")])
+    assert by_path([r for r in mixed if not r["file_path"].startswith("s3://")]) == by_path([r for r in inst if r["file_path"].startswith("archive/")])
+
+
+def test_an_object_replaced_while_its_header_is_read_is_unreadable(server, base, tmp_path):
+    """Each range after the first is pinned to the first one's ETag: a
+    header is never made of two versions of an object."""
+    s3 = server.client()
+    s3.create_bucket(Bucket="swap")
+    first, second = (VENDORED / "highdicom" / "ct_image.dcm"), (VENDORED / "dicom-parser-rs" / "CT1_UNC.explicit_little_endian.dcm")
+    s3.put_object(Bucket="swap", Key="a.dcm", Body=first.read_bytes())
+
+    def fault(method: str, path: str, attempt: int) -> str:
+        if method == "GET" and path == "/swap/a.dcm" and attempt == 2:
+            s3.put_object(Bucket="swap", Key="a.dcm", Body=second.read_bytes())
+        return "pass"
+
+    proxy = Proxy(server.endpoint, fault)
+    try:
+        _, problems, summary, _ = fastindex(["s3://swap", "--first-bytes", "256"], server.env(proxy.endpoint), tmp_path, tmp_path)
+    finally:
+        proxy.close()
+    assert [(p["file_path"], p["reason"]) for p in problems] == [("s3://swap/a.dcm", "unreadable")]
+    assert "changed while its header was read" in problems[0]["message"]
+    assert [e.status for e in proxy.gets("/swap/")] == [206, 412]
 
 
 def test_an_object_changed_since_the_listing_is_read_as_it_is_now(server, base, monkeypatch, tmp_path):
