@@ -10,9 +10,11 @@
 //! waiting for a permit are those of the batches queued in the pipeline
 //! (small, and bounded by its queue). Permits are granted in listing
 //! order (one task takes them, see `dispatch`), the order the readers
-//! take the objects in, so the oldest object holding one is always one a
-//! reader will take: no reader waits for a permit that only a later
-//! object could give back.
+//! take the objects in, so that requests run ahead of the readers. A
+//! reader never waits for a permit: one that comes to an object whose
+//! request has not started asks for the range itself (so at most `jobs`
+//! more ranges are held), and so a stopped run, whose untaken ranges keep
+//! their permits, cannot leave a reader waiting.
 //!
 //! The first GET asks for no particular version: its answer carries the
 //! object's ETag and size as they are now (an object changed since the
@@ -26,11 +28,11 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 use object_store::{GetOptions, ObjectStore};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::{io_error, Object, Stores};
 use crate::dicom::input::Input;
@@ -47,10 +49,35 @@ struct First {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-type Pending = oneshot::Receiver<io::Result<First>>;
+/// Where an object's first range stands.
+enum State {
+    /// Waiting for a permit.
+    Waiting,
+    /// Requested.
+    InFlight,
+    Done(io::Result<First>),
+    /// A reader came to the object first and asks for it itself.
+    Taken,
+}
 
-/// An object whose first range is wanted, and where to send it.
-type Request = (Arc<Object>, oneshot::Sender<io::Result<First>>);
+/// An object's first range, requested ahead: the ahead stage's request
+/// and the reader meet here.
+struct Slot {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl Slot {
+    fn set(&self, state: State) {
+        *lock(&self.state) = state;
+        self.done.notify_all();
+    }
+}
+
+type Pending = Arc<Slot>;
+
+/// An object whose first range is wanted, and where it goes.
+type Request = (Arc<Object>, Pending);
 
 /// The fetch of a run whose PATHs may hold objects: objects by ranged
 /// GETs, local files as [`Files`] reads them.
@@ -68,19 +95,31 @@ impl Objects {
         }
     }
 
-    /// The first range of `object`: requested ahead, or now.
+    /// The first range of `object`: requested ahead, or now. A reader
+    /// waits for a request in flight, never for a permit: one that comes
+    /// to an object still waiting for a permit asks for it itself (the
+    /// permits may be held by the ranges of objects that no reader will
+    /// take, the run being stopped).
     fn first(&self, entry: &Entry, object: &Arc<Object>) -> io::Result<First> {
-        let ahead = lock(&self.pending).remove(&entry.path);
-        match ahead {
-            Some(rx) => rx
-                .blocking_recv()
-                .unwrap_or_else(|_| Err(io::Error::other("the request was dropped"))),
-            None => self.stores.block_on(first_range(
-                object.clone(),
-                self.stores.config.first_bytes,
-                None,
-            )),
+        let slot = lock(&self.pending).remove(&entry.path);
+        if let Some(slot) = slot {
+            let mut state = lock(&slot.state);
+            loop {
+                match std::mem::replace(&mut *state, State::Taken) {
+                    State::Done(first) => return first,
+                    State::InFlight => {
+                        *state = State::InFlight;
+                        state = slot.done.wait(state).unwrap_or_else(|e| e.into_inner());
+                    }
+                    State::Waiting | State::Taken => break,
+                }
+            }
         }
+        self.stores.block_on(first_range(
+            object.clone(),
+            self.stores.config.first_bytes,
+            None,
+        ))
     }
 }
 
@@ -213,16 +252,26 @@ async fn dispatch(
     permits: Arc<Semaphore>,
     first_bytes: u64,
 ) {
-    while let Some((object, reply)) = rx.recv().await {
+    while let Some((object, slot)) = rx.recv().await {
+        if matches!(*lock(&slot.state), State::Taken) {
+            continue; // a reader came first
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        if reply.is_closed() {
-            continue; // nobody will read it: the run stopped
+        {
+            let mut state = lock(&slot.state);
+            if !matches!(*state, State::Waiting) {
+                continue; // a reader came first: the permit goes back
+            }
+            *state = State::InFlight;
         }
         tokio::spawn(async move {
-            // A reader that gave up drops the bytes, and the permit.
-            let _ = reply.send(first_range(object, first_bytes, Some(permit)).await);
+            // The permit goes back when a reader takes the bytes (or
+            // when the fetch, and the slot with it, is dropped).
+            slot.set(State::Done(
+                first_range(object, first_bytes, Some(permit)).await,
+            ));
         });
     }
 }
@@ -255,9 +304,12 @@ impl Ahead for Requests {
             let (Found::File, Some(object)) = (&e.found, &e.object) else {
                 continue;
             };
-            let (tx, rx) = oneshot::channel();
-            lock(&self.pending).insert(e.path.clone(), rx);
-            if requests.send((object.clone(), tx)).is_err() {
+            let slot = Arc::new(Slot {
+                state: Mutex::new(State::Waiting),
+                done: Condvar::new(),
+            });
+            lock(&self.pending).insert(e.path.clone(), slot.clone());
+            if requests.send((object.clone(), slot)).is_err() {
                 return Err("the object requests' task is gone".into());
             }
         }
@@ -347,5 +399,41 @@ mod tests {
                 "concurrency {concurrency}, jobs {jobs}"
             );
         }
+    }
+
+    #[test]
+    fn stopping_mid_run_leaves_no_reader_waiting() {
+        // One permit, two readers: when the run stops, the ranges no
+        // reader will take keep their permits; a reader still going must
+        // not wait for one.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                let stores = Stores::new(Config::default()).expect("a runtime");
+                let entries = objects(&stores, 2000);
+                let options = Options {
+                    jobs: 2,
+                    batch_size: 16,
+                    concurrency: 1,
+                    records: false,
+                };
+                let mut run = Pipeline::start(
+                    Box::new(entries.into_iter()),
+                    Arc::new(Objects::new(stores)),
+                    Arc::new(Schema::new(Vec::new()).expect("schema")),
+                    Some(Arc::new(Mutex::new(Aggregator::default()))),
+                    &options,
+                );
+                let _ = run.next();
+                drop(run); // stops and joins every thread
+            }
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_ok(),
+            "a stopped run did not end"
+        );
     }
 }
