@@ -10,11 +10,11 @@
 //! waiting for a permit are those of the batches queued in the pipeline
 //! (small, and bounded by its queue). Permits are granted in listing
 //! order (one task takes them, see `dispatch`), the order the readers
-//! take the objects in, so that requests run ahead of the readers. A
-//! reader never waits for a permit: one that comes to an object whose
-//! request has not started asks for the range itself (so at most `jobs`
-//! more ranges are held), and so a stopped run, whose untaken ranges keep
-//! their permits, cannot leave a reader waiting.
+//! take the objects in, so the ranges held are always those of objects a
+//! reader has taken or will take next: a reader waiting for its object's
+//! range never waits for one that only a later object could give back.
+//! A range belongs to its object (`Object::ahead`): an entry a stopped
+//! run drops unread gives its permit back with it.
 //!
 //! The first GET asks for no particular version: its answer carries the
 //! object's ETag and size as they are now (an object changed since the
@@ -24,7 +24,6 @@
 //! versions.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -74,44 +73,38 @@ impl Slot {
     }
 }
 
-type Pending = Arc<Slot>;
+/// Where an object's first range is, once requested ahead.
+#[derive(Default)]
+pub(crate) struct Requested(Mutex<Option<Arc<Slot>>>);
 
 /// An object whose first range is wanted, and where it goes.
-type Request = (Arc<Object>, Pending);
+type Request = (Arc<Object>, Arc<Slot>);
 
 /// The fetch of a run whose PATHs may hold objects: objects by ranged
 /// GETs, local files as [`Files`] reads them.
 pub struct Objects {
     stores: Arc<Stores>,
-    /// First ranges requested ahead, by URL, until a reader takes them.
-    pending: Arc<Mutex<HashMap<PathBuf, Pending>>>,
 }
 
 impl Objects {
     pub fn new(stores: Arc<Stores>) -> Objects {
-        Objects {
-            stores,
-            pending: Arc::default(),
-        }
+        Objects { stores }
     }
 
-    /// The first range of `object`: requested ahead, or now. A reader
-    /// waits for a request in flight, never for a permit: one that comes
-    /// to an object still waiting for a permit asks for it itself (the
-    /// permits may be held by the ranges of objects that no reader will
-    /// take, the run being stopped).
-    fn first(&self, entry: &Entry, object: &Arc<Object>) -> io::Result<First> {
-        let slot = lock(&self.pending).remove(&entry.path);
+    /// The first range of `object`: requested ahead (waited for), or
+    /// now.
+    fn first(&self, object: &Arc<Object>) -> io::Result<First> {
+        let slot = lock(&object.ahead.0).take();
         if let Some(slot) = slot {
             let mut state = lock(&slot.state);
             loop {
                 match std::mem::replace(&mut *state, State::Taken) {
                     State::Done(first) => return first,
-                    State::InFlight => {
-                        *state = State::InFlight;
+                    waiting @ (State::Waiting | State::InFlight) => {
+                        *state = waiting;
                         state = slot.done.wait(state).unwrap_or_else(|e| e.into_inner());
                     }
-                    State::Waiting | State::Taken => break,
+                    State::Taken => break,
                 }
             }
         }
@@ -197,7 +190,7 @@ impl Fetch for Objects {
             if upto == 0 || !same {
                 // A new object: drop the last one's bytes first.
                 *held = None;
-                let first = self.first(entry, object)?;
+                let first = self.first(object)?;
                 *held = Some(Held {
                     url: entry.path.clone(),
                     bytes: first.bytes.to_vec(),
@@ -235,7 +228,6 @@ impl Fetch for Objects {
         });
         Some(Box::new(Requests {
             requests,
-            pending: self.pending.clone(),
             concurrency,
             files: None,
         }))
@@ -282,7 +274,6 @@ struct Requests {
     /// To the dispatching task; None: concurrency 0, nothing requested
     /// ahead.
     requests: Option<mpsc::UnboundedSender<Request>>,
-    pending: Arc<Mutex<HashMap<PathBuf, Pending>>>,
     concurrency: usize,
     /// The local files' prefetch, started with the first local file.
     files: Option<Box<dyn Ahead>>,
@@ -308,7 +299,7 @@ impl Ahead for Requests {
                 state: Mutex::new(State::Waiting),
                 done: Condvar::new(),
             });
-            lock(&self.pending).insert(e.path.clone(), slot.clone());
+            *lock(&object.ahead.0) = Some(slot.clone());
             if requests.send((object.clone(), slot)).is_err() {
                 return Err("the object requests' task is gone".into());
             }

@@ -140,6 +140,10 @@ pub struct Object {
     pub etag: Option<String>,
     /// RFC 3339, UTC.
     pub last_modified: String,
+    /// Its first range, when the ahead stage requested it: held by the
+    /// object, so that an entry dropped unread (a stopped run) lets go of
+    /// what its range holds.
+    pub(crate) ahead: fetch::Requested,
 }
 
 impl fmt::Debug for Object {
@@ -161,6 +165,7 @@ impl Object {
             size: meta.size,
             etag: meta.e_tag,
             last_modified: meta.last_modified.to_rfc3339(),
+            ahead: Default::default(),
         }
     }
 }
@@ -298,6 +303,7 @@ impl Stores {
             size,
             etag,
             last_modified,
+            ahead: Default::default(),
         };
         Ok(object_entry(parsed.of(&object.location), object))
     }
