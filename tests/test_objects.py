@@ -337,13 +337,15 @@ def test_credentials_from_a_profile_and_unsigned_requests(server, base, tmp_path
         assert refused and all(p["reason"] == "unreadable" and "403" in p["message"] for p in refused)
         s3 = server.client()
         s3.create_bucket(Bucket="public")
-        for key in ("a/1.dcm", "a/2.dcm"):
+        for key in ("a/1.dcm", "a/2.dcm", "top.dcm"):
             s3.copy_object(Bucket="public", Key=key, CopySource={"Bucket": BUCKET, "Key": records[0]["file_path"].removeprefix(f"s3://{BUCKET}/")})
         public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": ["arn:aws:s3:::public", "arn:aws:s3:::public/*"]}]}
         s3.put_bucket_policy(Bucket="public", Policy=json.dumps(public))
         proxy.log.clear()
-        unsigned, problems, _, _ = fastindex(["s3://public/a", "--no-sign-request", "--level", "instance"], env, base, tmp_path)
-        assert problems == [] and sorted(r["file_path"] for r in unsigned) == ["s3://public/a/1.dcm", "s3://public/a/2.dcm"]
+        unsigned, problems, _, _ = fastindex(["s3://public", "--no-sign-request", "--level", "instance"], env, base, tmp_path)
+        assert problems == []
+        # An object at the top of a bucket: its folder is the bucket's URL.
+        assert sorted((r["file_path"], r["folder"]) for r in unsigned) == [("s3://public/a/1.dcm", "s3://public/a"), ("s3://public/a/2.dcm", "s3://public/a"), ("s3://public/top.dcm", "s3://public")]
         assert proxy.log and all(e.authorization is None for e in proxy.log)
 
         env = local_env() | {"AWS_PROFILE": "nope", "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
