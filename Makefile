@@ -16,7 +16,7 @@ $(VENV)/.deps: pyproject.toml
 	touch $@
 
 # Rebuild the extension whenever a Rust or Python source changed.
-$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(wildcard rust/*.rs rust/*/*.rs examples/*.rs) $(wildcard python/fastindex/*.py)
+$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(wildcard rust/*.rs rust/*/*.rs rust/*/*/*.rs examples/*.rs) $(wildcard python/fastindex/*.py)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
 	touch $@
 

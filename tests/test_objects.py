@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -226,9 +228,10 @@ def test_an_object_that_keeps_failing_is_listed_unreadable_with_the_servers_mess
 
 
 def test_what_cannot_be_listed_is_listed_with_its_reason(server, base, tmp_path):
+    env = {k: v for k, v in server.env().items() if not k.startswith("AZURE_")}
     records, problems, summary, proc = fastindex(
-        ["s3://no-such-bucket/x", f"{URL}/nothing-here", f"{URL}/archive/p1/ct"],
-        server.env(),
+        ["s3://no-such-bucket/x", f"{URL}/nothing-here", "az://container/x", f"{URL}/archive/p1/ct"],
+        env,
         base,
         tmp_path,
     )
@@ -236,6 +239,9 @@ def test_what_cannot_be_listed_is_listed_with_its_reason(server, base, tmp_path)
     assert reasons["s3://no-such-bucket/x"][0] == "unreadable"
     assert "NoSuchBucket" in reasons["s3://no-such-bucket/x"][1] or "not exist" in reasons["s3://no-such-bucket/x"][1]
     assert reasons[f"{URL}/nothing-here"] == ("unreadable", "no object at or under this URL")
+    # A store the environment does not configure (no Azure account): the
+    # client's word, before any request.
+    assert reasons["az://container/x"][0] == "unreadable" and "Account must be specified" in reasons["az://container/x"][1]
     assert records and all(r["file_path"].startswith(f"{URL}/archive/p1/ct/") for r in records)
 
 
@@ -351,5 +357,32 @@ def test_credentials_from_a_profile_and_unsigned_requests(server, base, tmp_path
         env = local_env() | {"AWS_PROFILE": "nope", "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
         _, problems, _, _ = fastindex([f"{URL}/archive/p1/ct"], env, base, tmp_path)
         assert [(p["reason"], "nope" in p["message"]) for p in problems] == [("unreadable", True)]
+    finally:
+        proxy.close()
+
+
+def test_an_interrupted_run_ends_at_once_whatever_is_in_flight(server, tmp_path):
+    """SIGINT while ranges are requested ahead (one at a time, slow): the
+    ranges no reader will take are dropped, not fetched first."""
+    s3 = server.client()
+    s3.create_bucket(Bucket="slow")
+    body = (VENDORED / "highdicom" / "ct_image.dcm").read_bytes()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket="slow", Key=f"k/{i}.dcm", Body=body), range(600)))
+    proxy = Proxy(server.endpoint, latency=0.2)
+    out = tmp_path / "index.ndjson"
+    try:
+        for concurrency in ("1", "64"):
+            proc = subprocess.Popen([sys.executable, "-m", "fastindex", "s3://slow/k", "--concurrency", concurrency, "-o", str(out)], env=server.env(proxy.endpoint), stderr=subprocess.PIPE, text=True)
+            time.sleep(2)
+            proc.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            try:
+                proc.wait(30)
+            finally:
+                proc.kill()
+            assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() - started < 5
+            assert not out.exists()
     finally:
         proxy.close()

@@ -156,6 +156,9 @@ class Proxy:
             daemon_threads = True
             request_queue_size = 1024
 
+            def handle_error(self, request, client_address) -> None:
+                pass  # a client gone mid-answer (a stopped run): not news
+
         self.server = Server(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -55,7 +55,7 @@ enum State {
     /// Requested.
     InFlight,
     Done(io::Result<First>),
-    /// A reader came to the object first and asks for it itself.
+    /// Taken by its reader.
     Taken,
 }
 
@@ -108,7 +108,7 @@ impl Objects {
                 }
             }
         }
-        self.stores.block_on(first_range(
+        self.stores.run(first_range(
             object.clone(),
             self.stores.config.first_bytes,
             None,
@@ -206,9 +206,10 @@ impl Fetch for Objects {
                 // Twice as much as held at least: a long header takes few
                 // requests.
                 let end = upto.max(have.saturating_mul(2)).min(h.size);
-                let (_, more) =
-                    self.stores
-                        .block_on(get(&*object.store, object, have..end, h.etag.clone()))?;
+                let (object, etag) = (object.clone(), h.etag.clone());
+                let (_, more) = self
+                    .stores
+                    .run(async move { get(&*object.store, &object, have..end, etag).await })?;
                 h.bytes.extend_from_slice(&more);
             }
             Ok(Box::new(Prefix::new(h.bytes.clone(), h.size)) as Box<dyn Input>)
@@ -245,25 +246,18 @@ async fn dispatch(
     first_bytes: u64,
 ) {
     while let Some((object, slot)) = rx.recv().await {
-        if matches!(*lock(&slot.state), State::Taken) {
-            continue; // a reader came first
-        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        {
-            let mut state = lock(&slot.state);
-            if !matches!(*state, State::Waiting) {
-                continue; // a reader came first: the permit goes back
-            }
-            *state = State::InFlight;
+        if Arc::strong_count(&object) == 1 {
+            continue; // its entry is gone unread (a stopped run)
         }
+        slot.set(State::InFlight);
         tokio::spawn(async move {
-            // The permit goes back when a reader takes the bytes (or
-            // when the fetch, and the slot with it, is dropped).
-            slot.set(State::Done(
-                first_range(object, first_bytes, Some(permit)).await,
-            ));
+            // The permit goes back when a reader takes the bytes, or when
+            // the entry is dropped unread (and the object with its slot).
+            let first = first_range(object, first_bytes, Some(permit)).await;
+            slot.set(State::Done(first));
         });
     }
 }

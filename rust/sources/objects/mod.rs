@@ -209,6 +209,19 @@ impl Stores {
         self.runtime.block_on(f)
     }
 
+    /// Run a request on the runtime's threads and wait for it here.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = io::Result<T>> + Send + 'static,
+    ) -> io::Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the request was dropped")))
+    }
+
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         self.runtime.handle()
     }
