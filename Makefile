@@ -12,11 +12,11 @@ OUT ?= index.ndjson
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "dask[distributed]>=2024.8" "watchfiles>=1.0,<2" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'" "ruff>=0.6" "mypy>=1.11" "trio>=0.25" "fastapi>=0.110" "httpx>=0.27"
+	$(PY) -m pip install -q "maturin>=1.9.3,<2" "pytest>=8" "jsonschema>=4" "hypothesis>=6" "numpy" "pandas" "pyarrow" "polars" "duckdb" "anyio>=4" "orjson>=3.9" "dask[distributed]>=2024.8" "watchfiles>=1.0,<2" "pydicom>=3,<4" "tomli>=2; python_version < '3.11'" "ruff>=0.6" "mypy>=1.11" "trio>=0.25" "fastapi>=0.110" "httpx>=0.27" "moto[server]==5.2.5" "boto3>=1.34"
 	touch $@
 
 # Rebuild the extension whenever a Rust or Python source changed.
-$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(wildcard rust/*.rs rust/*/*.rs examples/*.rs) $(wildcard python/fastindex/*.py)
+$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(wildcard rust/*.rs rust/*/*.rs rust/*/*/*.rs examples/*.rs) $(wildcard python/fastindex/*.py)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
 	touch $@
 

@@ -146,7 +146,7 @@ impl Rep {
     fn may_take(&self, path: &[u8]) -> bool {
         match self {
             Rep::Known(b) => path <= path_of(b),
-            Rep::Open(o) => o.best.as_ref().map_or(true, |b| path <= path_of(b)),
+            Rep::Open(o) => o.best.as_ref().is_none_or(|b| path <= path_of(b)),
         }
     }
 

@@ -99,7 +99,7 @@ pub const MALFORMED: Reason = Reason {
 pub const UNREADABLE: Reason = reason(
     "unreadable",
     Category::Error,
-    "could not be opened or read (permissions, I/O, dangling link)",
+    "could not be opened or read (permissions, I/O, dangling link); an object the store would not serve after retries, or a URL that could not be listed (the server's message says why)",
 );
 pub const UNSUPPORTED: Reason = Reason {
     falls_back: true,

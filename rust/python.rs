@@ -24,7 +24,9 @@ use crate::output::{self, Cell, Subseries};
 use crate::pipeline::{self, lock, Batch, Fold, Options, Stop};
 use crate::sources::scan::{self, StatKey};
 use crate::sources::walk::{Exclude, Filter, Root, Walk};
-use crate::sources::{self, Entry, Files, Found, Listing};
+use crate::sources::{self, Entry, Fetch, Files, Found, Listing};
+
+mod stores;
 
 create_exception!(
     _native,
@@ -289,6 +291,9 @@ fn configure(threads: Option<usize>, prefetchers: Option<usize>) -> (usize, usiz
 /// indexed. With `records`, the per-file records come out too (as dicts),
 /// and are folded once made. With `files`, a list of (path, display), those
 /// files are read and nothing is walked (`roots` is then ignored).
+/// Objects of object stores, through `stores`: `urls` are listed (after
+/// the roots or files), `objects` are (url, size, etag, last_modified) as
+/// `Stores.list` gave them, read without listing.
 #[pyclass(frozen, module = "fastindex._native")]
 struct Pipeline {
     inner: Mutex<pipeline::Pipeline>,
@@ -303,7 +308,7 @@ struct Pipeline {
 #[pymethods]
 impl Pipeline {
     #[new]
-    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new(), files = None))]
+    #[pyo3(signature = (schema, roots, aggregator, *, records = false, jobs = 1, batch_size = 256, concurrency = 0, follow_symlinks = false, exclude = Vec::new(), own = Vec::new(), files = None, stores = None, urls = Vec::new(), objects = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -318,6 +323,9 @@ impl Pipeline {
         exclude: Vec<String>,
         own: Vec<(u64, u64)>,
         files: Option<Vec<(PathBuf, PathBuf)>>,
+        stores: Option<Py<stores::Stores>>,
+        urls: Vec<String>,
+        objects: Option<Vec<stores::Listed>>,
     ) -> PyResult<Self> {
         let walk = walk_of(roots, follow_symlinks, &exclude, own)?;
         let options = Options {
@@ -336,9 +344,23 @@ impl Pipeline {
             )),
             None => Box::new(walk),
         };
+        let (listing, fetch): (Box<dyn Listing>, Arc<dyn Fetch>) = match &stores {
+            None if urls.is_empty() && objects.is_none() => (listing, Arc::new(Files)),
+            None => return Err(PyValueError::new_err("objects need stores")),
+            Some(stores) => {
+                let stores = stores.get();
+                let listed = stores.listing(&urls)?;
+                let given = stores.entries(objects.unwrap_or_default())?;
+                let all = listing.chain(given).chain(listed);
+                (
+                    Box::new(all),
+                    Arc::new(sources::objects::Objects::new(stores.inner.clone())),
+                )
+            }
+        };
         let inner = pipeline::Pipeline::start(
             listing,
-            Arc::new(Files),
+            fetch,
             schema.get().inner.clone(),
             Some(fold),
             &options,
@@ -576,18 +598,29 @@ fn pack_keys<'py>(
     Ok(PyBytes::new(py, &scan::pack(&keys)))
 }
 
-/// Read one file: ("indexed", record) or (reason, message).
+/// Read one file: ("indexed", record) or (reason, message). An object
+/// (`path` a URL) is read through `stores`.
 #[pyfunction]
+#[pyo3(signature = (schema, path, display, stores = None))]
 fn read_file<'py>(
     py: Python<'py>,
     schema: Py<Schema>,
     path: PathBuf,
     display: PathBuf,
+    stores: Option<Py<stores::Stores>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let core = schema.get().inner.clone();
-    let entry = Entry::file(path, display.into_os_string());
+    let (entry, fetch): (Entry, Box<dyn Fetch>) = match &stores {
+        Some(stores) => {
+            let inner = stores.get().inner.clone();
+            let entry = release(py, || inner.object_entry(&path.to_string_lossy()));
+            let entry = entry.map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+            (entry, Box::new(sources::objects::Objects::new(inner)))
+        }
+        None => (Entry::file(path, display.into_os_string()), Box::new(Files)),
+    };
     let r = release(py, || {
-        pipeline::read_guarded(&Files, &core, &entry, &mut Collected::default())
+        pipeline::read_guarded(&*fetch, &core, &entry, &mut Collected::default())
     });
     outcome_tuple(py, schema.get(), r, &entry.display)
 }
@@ -991,6 +1024,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_ds, m)?)?;
     m.add_function(wrap_pyfunction!(folder_of, m)?)?;
     m.add_function(wrap_pyfunction!(extra_type, m)?)?;
+    stores::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     crate::testbytes::register(m)?;
     Ok(())

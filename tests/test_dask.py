@@ -298,7 +298,7 @@ def test_the_api(client, tree, monkeypatch):
     it.close()
 
     def ours(dask_scheduler) -> list:
-        return [k for k in dask_scheduler.tasks if str(k).startswith("fastindex-")]
+        return [(k, ts.state, [str(w) for w in ts.who_wants]) for k, ts in dask_scheduler.tasks.items() if str(k).startswith("fastindex-")]
 
     # Cancelled tasks leave the scheduler once it has heard back from the
     # workers: quickly, but a loaded machine can take a while.

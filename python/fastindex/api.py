@@ -43,6 +43,7 @@ def _options(
     follow_symlinks: bool,
     tags: Iterable[str] | None,
     exclude: Iterable[str] | None,
+    no_sign_request: bool = False,
 ) -> Options:
     return Options(
         jobs=jobs,
@@ -50,6 +51,7 @@ def _options(
         follow_symlinks=follow_symlinks,
         extras=resolve(tags or ()),
         exclude=tuple(exclude or ()),
+        no_sign_request=no_sign_request,
     )
 
 
@@ -84,11 +86,12 @@ async def aindex(
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> Index:
     """Subseries records of every DICOM file under `paths`, sorted, with
     the run's summary and problems. Cancelling the awaiting task stops the
     run; the cancellation returns once its threads are done."""
-    run = Run(list(paths), _options(jobs, relative_to, follow_symlinks, tags, exclude), keep_problems=True)
+    run = Run(list(paths), _options(jobs, relative_to, follow_symlinks, tags, exclude, no_sign_request), keep_problems=True)
     try:
         while await run.next() is not None:
             pass
@@ -161,12 +164,13 @@ def aiter_instances(
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> AsyncInstances:
     """Per-file records of every DICOM file under `paths`, as an async
     iterator: `async with aiter_instances(p) as it: async for r in it`.
     Leaving early (`aclose`, the `async with`, a cancelled task) stops the
     run. A missing PATH raises here, before any iteration."""
-    return AsyncInstances(paths, _options(jobs, relative_to, follow_symlinks, tags, exclude))
+    return AsyncInstances(paths, _options(jobs, relative_to, follow_symlinks, tags, exclude, no_sign_request))
 
 
 # ---------------------------------------------------------------------------
@@ -256,6 +260,7 @@ def index(
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> Index:
     """Subseries records of every DICOM file under `paths`, sorted (a
     list), with the run's `summary` and `problems`. Works inside a running
@@ -263,7 +268,7 @@ def index(
     the loop."""
 
     async def go() -> Index:
-        return await aindex(paths, jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, tags=tags, exclude=exclude)
+        return await aindex(paths, jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, tags=tags, exclude=exclude, no_sign_request=no_sign_request)
 
     return _sync(go)
 
@@ -350,11 +355,12 @@ def iter_instances(
     follow_symlinks: bool = False,
     tags: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> Instances:
     """Per-file records, as they are read (completion order). Closing the
     iterator (`close()`, `with`, or dropping it) before the end stops the
     run and waits for its threads and fallback processes."""
-    return Instances(paths, _options(jobs, relative_to, follow_symlinks, tags, exclude))
+    return Instances(paths, _options(jobs, relative_to, follow_symlinks, tags, exclude, no_sign_request))
 
 
 # ---------------------------------------------------------------------------
@@ -391,15 +397,20 @@ def read_header(
     engine: Literal["auto", "rust", "pydicom"] = "auto",
     relative_to: str | None = None,
     tags: Iterable[str] | None = None,
+    no_sign_request: bool = False,
 ) -> InstanceRecord:
-    """The per-file record of one file. Raises NotIndexed when it has none.
+    """The per-file record of one file, or of one object (an s3://, gs://
+    or az:// URL). Raises NotIndexed when it has none.
 
     engine="rust" uses only the fast path, "pydicom" only pydicom, "auto"
     the fast path with pydicom for what it declines (as the command does).
     """
     from .fallback_pool import read_one
+    from .objects import is_url
     from .pipeline import roots
 
+    if is_url(os.fsdecode(os.fspath(path))):
+        return _read_object(os.fsdecode(os.fspath(path)), engine, tags, no_sign_request)
     [(p, display)] = roots([path], relative_to)
     # As the walker does: FIFOs, sockets and devices are never read.
     if not stat.S_ISREG(os.stat(p).st_mode):
@@ -436,3 +447,22 @@ def read_bytes(
         engine,
         tags,
     )
+
+
+def _read_object(url: str, engine: str, tags: Iterable[str] | None, no_sign_request: bool) -> InstanceRecord:
+    """`read_header` of an object: ranged GETs for the fast path, a bounded
+    download for pydicom (as a run reads it)."""
+    from .fallback_pool import read_one
+    from .objects import Copies
+
+    stores = _native.Stores(anonymous=no_sign_request)
+
+    def slow(extras: list[tuple[str, int, str, bool]]) -> tuple[dict, int, list[str]]:
+        copies = Copies(stores)
+        try:
+            copy = anyio.run(copies.fetch, url)
+            return read_one(copy, url, extras)
+        finally:
+            copies.close()
+
+    return _one(lambda schema: _native.read_file(schema, url, url, stores), slow, engine, tags)

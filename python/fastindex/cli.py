@@ -26,6 +26,7 @@ import anyio
 import orjson
 
 from . import __version__, fallback_pool
+from .objects import is_url
 from .outcomes import Summary
 from .pipeline import Options, check_path, run
 from .tags import resolve
@@ -40,10 +41,10 @@ def parser() -> argparse.ArgumentParser:
         description="Index DICOM files into NDJSON: one line per subseries (default) or per file.",
         epilog="Exit codes: 0 done, 1 fatal, 2 usage, 3 errors with --strict, 130/143 interrupted.",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", default=["."], help="files or directories (default: .)")
+    p.add_argument("paths", nargs="*", metavar="PATH", default=["."], help="files or directories, or object-store URLs s3://bucket/prefix, gs://..., az://... (default: .)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (complete or not at all) instead of stdout; - is stdout")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="parse threads (default: cores)")
-    p.add_argument("--concurrency", type=int, metavar="N", default=16, help="header reads in flight ahead of the parsers on a slow (cold, network) disk; 0 turns it off (default: 16)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="header reads in flight ahead of the parsers on a slow (cold, network) disk, and ranged GETs in flight for objects; 0 turns it off (default: 16, 64 when a PATH is an object-store URL)")
     p.add_argument("--level", choices=("subseries", "instance"), default="subseries", help="one line per subseries (sorted) or per file (as read)")
     p.add_argument("--format", choices=tuple(FORMATS), default="ndjson", help="ndjson (default), csv, or parquet (needs pyarrow)")
     p.add_argument("--relative-to", metavar="DIR", help="write file_path and folder relative to DIR (default: as the PATHs were given)")
@@ -60,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-timeout", type=float, metavar="S", default=fallback_pool.TIMEOUT_S, help=f"seconds the fallback may take for one file; more is error timeout; 0: no limit (default: {fallback_pool.TIMEOUT_S:g})")
     p.add_argument("--dask", metavar="ADDRESS", help="index on a Dask cluster, given its scheduler's address (tcp://host:8786); local PATHs must be on a file system every worker sees at the same path (needs fastindex-dicom[dask])")
     p.add_argument("--shard-files", type=int, metavar="N", help="with --dask: entries of the listing per task (default: 2048)")
+    p.add_argument("--no-sign-request", action="store_true", help="object stores: send requests unsigned (public buckets), as the AWS CLI's flag")
+    p.add_argument("--first-bytes", type=int, metavar="N", default=64 * 1024, help="object stores: bytes of each object's first ranged GET; more only when the header goes on (default: 65536)")
+    p.add_argument("--retries", type=int, metavar="N", default=10, help="object stores: retries (with backoff) of a request that failed with 5xx, 429 or a broken connection (default: 10)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on stderr but fatal errors")
     p.add_argument("--version", action="version", version=f"fastindex {__version__}")
     return p
@@ -169,14 +173,18 @@ def _check(args: argparse.Namespace) -> str | None:
     """What is wrong with the options, if anything (a usage error)."""
     if args.jobs is not None and args.jobs < 1:
         return "-j must be at least 1"
-    if args.concurrency < 0:
+    if args.concurrency is not None and args.concurrency < 0:
         return "--concurrency must be 0 or more"
+    if args.first_bytes < 1 or args.retries < 0:
+        return "--first-bytes must be at least 1, --retries 0 or more"
     if args.fallback_jobs < 1:
         return "--fallback-jobs must be at least 1"
     if args.fallback_memory < 0 or args.fallback_timeout < 0:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
         return "--shard-files must be at least 1, and goes with --dask"
+    if any(is_url(p) for p in args.paths) and (args.dask or args.state is not None):
+        return "object-store URLs do not go with --dask or --state yet"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]
@@ -257,6 +265,9 @@ def command(argv: list[str] | None, early: list[int]) -> int:
         follow_symlinks=args.follow_symlinks,
         extras=extras,
         concurrency=args.concurrency,
+        no_sign_request=args.no_sign_request,
+        first_bytes=args.first_bytes,
+        retries=args.retries,
         exclude=args.exclude,
         own=_own_files(args.output, args.errors, args.summary),
         fallback=fallback_pool.Limits(args.fallback_jobs, args.fallback_memory, args.fallback_timeout),

@@ -515,11 +515,14 @@ def iter_instances(paths: Iterable[str | os.PathLike], client=None, **options) -
         raise
 
     def records() -> Iterator[dict]:
+        events = job.events()
         try:
-            for kind, value in job.events():
+            for kind, value in events:
                 if kind == "records":
                     yield from value
         finally:
+            # Closed now, not when collected: its tasks are cancelled here.
+            events.close()
             connected.__exit__()
 
     return records()

@@ -26,6 +26,7 @@ import anyio.to_thread
 
 from . import _native
 from .fallback_pool import Limits, Pool
+from .objects import Copies, is_url, split
 from .outcomes import FALLBACK_REASONS, LIMIT_REASONS, WARNING, NotIndexed, Problem, Summary
 
 
@@ -44,8 +45,15 @@ class Options:
     #: of 15-25 at 256, at no cost in speed: bench/RESULTS-async.md)
     batch_size: int = 64
     #: header reads requested ahead of the parsers when the disk is slow
-    #: (0: none); idle while files come from the page cache
-    concurrency: int = 16
+    #: (0: none); idle while files come from the page cache. Also the
+    #: ranged GETs in flight for objects. None: 16, or 64 when objects are
+    #: read
+    concurrency: int | None = None
+    #: objects (s3://, gs://, az://): unsigned requests (public buckets),
+    #: the bytes of each object's first ranged GET, retries of a request
+    no_sign_request: bool = False
+    first_bytes: int = 64 * 1024
+    retries: int = 10
     #: --exclude globs, matched below each PATH (see rust/sources/walk.rs)
     exclude: Sequence[str] = ()
     #: (device, inode) of this run's own output files: never indexed
@@ -59,7 +67,11 @@ class Options:
 def check_path(path: str) -> None:
     """Raise what is wrong with a PATH (FileNotFoundError, PermissionError
     for a folder on the way that may not be searched...), with a message
-    that names it: the CLI prints it, the API raises it."""
+    that names it: the CLI prints it, the API raises it. An object-store
+    URL is looked at when it is listed: what cannot be listed is listed
+    with its reason, as an unreadable file is."""
+    if is_url(os.fsdecode(os.fspath(path))):
+        return
     try:
         os.lstat(path)
     except OSError as e:
@@ -82,7 +94,7 @@ def roots(paths: Iterable, relative_to: str | None) -> list[tuple[str, str]]:
             error = NotADirectoryError if os.path.exists(base) else FileNotFoundError
             raise error(f"--relative-to {relative_to}: {'not a directory' if os.path.exists(base) else 'no such directory'}")
     checked = []
-    for p in paths:
+    for p in split(paths)[0]:  # URLs are listed by the stores
         p = os.fsdecode(os.fspath(p))
         check_path(p)
         checked.append(p)
@@ -109,6 +121,7 @@ class Run:
         *,
         records: bool = False,
         files: Sequence[tuple[str, str]] | None = None,
+        objects: Sequence[tuple[str, int, str | None, str]] | None = None,
         on_records: Callable[[list[dict]], None] | None = None,
         on_problem: Callable[[str, str, str], None] | None = None,
         on_fallback: Callable[[str, int], None] | None = None,
@@ -125,8 +138,15 @@ class Run:
         self._started = time.perf_counter()
         self._schema = _native.Schema(list(options.extras))
         self.aggregator = _native.Aggregator(self._schema)
-        listed = [] if files is not None else roots(paths, options.relative_to)
+        local, urls = split(paths) if files is None else ([], [])
+        listed = [] if files is not None else roots(local, options.relative_to)
+        stores = None
+        if urls or objects:
+            stores = _native.Stores(anonymous=options.no_sign_request, first_bytes=options.first_bytes, retries=options.retries)
+        concurrency = options.concurrency if options.concurrency is not None else 64 if stores else 16
         self._pool = Pool(options.fallback)
+        #: objects the fallback reads are downloaded (bounded) first
+        self._copies = Copies(stores) if stores is not None else None
         self._native: _native.Pipeline | None = _native.Pipeline(
             self._schema,
             listed,
@@ -134,11 +154,14 @@ class Run:
             records=records,
             jobs=max(1, options.jobs or os.cpu_count() or 1),
             batch_size=options.batch_size,
-            concurrency=options.concurrency,
+            concurrency=concurrency,
             follow_symlinks=options.follow_symlinks,
             exclude=list(options.exclude),
             own=list(options.own),
             files=None if files is None else list(files),
+            stores=stores,
+            urls=urls,
+            objects=None if objects is None else list(objects),
         )
         _exit.watch(self)
 
@@ -191,7 +214,13 @@ class Run:
         return out
 
     async def _fall_back(self, path: str, display: str, reason: str, message: str, out: list[dict]) -> None:
+        copy = None
         try:
+            if self._copies is not None and is_url(path):
+                try:
+                    path = copy = await self._copies.fetch(path)
+                except OSError as e:
+                    raise NotIndexed("unreadable", f"the object could not be downloaded for pydicom: {e}") from None
             rec, count, messages = await self._pool.read(path, display, self.options.extras)
         except NotIndexed as e:
             # A file the fast path only declined is judged by pydicom; one it
@@ -202,6 +231,9 @@ class Run:
             self.summary.reasons[reason] += 1
             self._problem(display, reason, f"{message}; then {e.message}")
             return
+        finally:
+            if copy is not None:
+                Copies.done(copy)
         self.summary.indexed += 1
         self.summary.via_pydicom += 1
         self.summary.warnings += count
@@ -230,6 +262,8 @@ class Run:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(native.close)
         self._pool.close()
+        if self._copies is not None:
+            self._copies.close()
         self._finish()
         _exit.forget(self)
 
@@ -241,6 +275,8 @@ class Run:
             return
         native.close()
         self._pool.close()
+        if self._copies is not None:
+            self._copies.close()
         self._finish()
         _exit.forget(self)
 
@@ -298,6 +334,7 @@ async def run(
     on_problem: Callable[[str, str, str], None] | None = None,
     files: Sequence[tuple[str, str]] | None = None,
     on_fallback: Callable[[str, int], None] | None = None,
+    objects: Sequence[tuple[str, int, str | None, str]] | None = None,
 ) -> tuple[Summary, _native.Aggregator]:
     """Index `paths`: every record is folded into the returned Aggregator
     (subseries records, duplicates, references); with `on_records`, the
@@ -305,9 +342,13 @@ async def run(
     `on_problem(display, reason, message)` hears of every file that gave
     no record, and of every indexed file with warnings (reason "warning").
     With `files`, a list of (path, display path), just those files are
-    read: nothing is walked and `paths` is ignored. `on_fallback(display,
-    warnings)` hears of each file the pydicom fallback indexed."""
-    r = Run(paths, options, records=on_records is not None, files=files, on_records=on_records, on_problem=on_problem, on_fallback=on_fallback)
+    read: nothing is walked and `paths` is ignored; with `objects`, a list
+    of (url, size, etag, last_modified) as `Stores.list` gives them, those
+    objects are read too, without listing them. URLs among `paths`
+    (s3://, gs://, az://) are listed and read by ranged GETs (`Options`
+    says how). `on_fallback(display, warnings)` hears of each file the
+    pydicom fallback indexed."""
+    r = Run(paths, options, records=on_records is not None, files=files, objects=objects, on_records=on_records, on_problem=on_problem, on_fallback=on_fallback)
 
     async def report(progress: Callable[[Summary], None]) -> None:
         while True:

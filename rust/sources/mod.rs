@@ -1,10 +1,11 @@
 //! Where entries come from and how their bytes are fetched, as two seams:
 //!
 //! - a [`Listing`] is any iterator of [`Entry`]s that can move to a thread:
-//!   a walked tree ([`walk::Walk`]), an explicit list ([`files`]); later an
-//!   object-store listing or a watched folder;
+//!   a walked tree ([`walk::Walk`]), an explicit list ([`files`]), an
+//!   object-store listing ([`objects::Listing`]); later a watched folder;
 //! - a [`Fetch`] opens an entry as an [`Input`] for the reader: local files
-//!   with pread ([`Files`]); later ranged GETs. A fetch may also offer an
+//!   with pread ([`Files`]); objects by ranged GETs ([`objects::Objects`]).
+//!   A fetch may also offer an
 //!   [`Ahead`] stage that asks for bytes before the readers need them
 //!   (files: [`prefetch`]), which the pipeline runs between the listing and
 //!   the readers.
@@ -13,6 +14,7 @@
 //! it, it answers [`NeedBytes`] (see `source.rs`), and [`read_entry`]
 //! fetches more and reads again. A file never does.
 
+pub mod objects;
 pub mod prefetch;
 pub mod scan;
 pub mod walk;
@@ -50,6 +52,9 @@ pub struct Entry {
     /// The path as written in records: relative to the base, '/'-separated.
     pub display: OsString,
     pub found: Found,
+    /// An object of an object store (listed, with its change key): read
+    /// by ranged GETs, see [`objects`]. None for a local file.
+    pub object: Option<std::sync::Arc<objects::Object>>,
 }
 
 impl Entry {
@@ -59,6 +64,7 @@ impl Entry {
             path: path.into(),
             display: display.into(),
             found: Found::File,
+            object: None,
         }
     }
 }

@@ -245,6 +245,7 @@ fn entry(root: &Root, e: DirEntry, found: Found) -> Entry {
         display: display_of(root, e.path()),
         path: e.into_path(),
         found,
+        object: None,
     }
 }
 
@@ -347,6 +348,7 @@ fn failed(root: &Root, err: walkdir::Error) -> Entry {
         display: display_of(root, &path),
         path,
         found,
+        object: None,
     }
 }
 
