@@ -188,12 +188,18 @@ const KEY_BYTES: usize = 40;
 /// No display path is longer (Linux's PATH_MAX is 4096).
 const MAX_PATH: usize = 1 << 16;
 
+/// The callers check the lengths first (see `Packed::new`): these only
+/// read what is there.
 fn u32_at(b: &[u8]) -> usize {
-    u32::from_le_bytes(b[..4].try_into().unwrap()) as usize
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a) as usize
 }
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap())
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(a)
 }
 
 impl Packed {
