@@ -20,3 +20,13 @@ def record_schema():
         return jsonschema.Draft202012Validator(sub)
 
     return validator
+
+
+# A test run started with SIGINT ignored (a background job of a
+# non-interactive shell) would hand that to every fastindex it starts,
+# which rightly keeps an inherited SIG_IGN (see fastindex._start): the
+# tests that interrupt a run would see it run on. Children get the default.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
