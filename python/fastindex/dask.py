@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _native
@@ -262,7 +262,7 @@ class Run:
         self.tasks: Counter = Counter()
         self.stop = False
 
-    def events(self) -> Iterator[tuple[str, Any]]:
+    def events(self) -> Generator[tuple[str, Any], None, None]:
         distributed = need_distributed()
         client = self.client
         started = time.perf_counter()
