@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
 
-from . import _native
+from . import _native, object_state
+from .objects import is_url, split
 from .outcomes import WARNING, Summary
 from .pipeline import Options, roots
 from .pipeline import run as read_files
@@ -77,13 +79,17 @@ class Reading:
         self._keep(Row(display, self.keys.get(display), reason, message, read_at=now()))
 
 
-async def read_rows(files: list[tuple[str, str]], keys: dict[str, Key], options: Options, state: State | None, reader: Reader = read_files, paths: Iterable = ()) -> dict[str, Row]:
+async def read_rows(
+    files: list[tuple[str, str]], keys: dict[str, Key], options: Options, state: State | None, reader: Reader = read_files, paths: Iterable = (), objects: list | None = None
+) -> dict[str, Row]:
     """Read `files` (path, display) with `reader` (this machine's
-    pipeline, or a cluster's: `dask.run`): a row per file, keyed by
-    display."""
+    pipeline, or a cluster's: `dask.run`), and `objects` (as
+    `Stores.list` gives them; the local reader only): a row per file,
+    keyed by display."""
     reading = Reading(state, keys)
-    if files:
-        await reader(paths, options, on_records=reading.on_records, on_problem=reading.on_problem, files=files, on_fallback=reading.on_fallback)
+    more = {"objects": objects} if objects else {}
+    if files or objects:
+        await reader(paths, options, on_records=reading.on_records, on_problem=reading.on_problem, files=files, on_fallback=reading.on_fallback, **more)
     return reading.rows
 
 
@@ -103,7 +109,8 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
     started = time.perf_counter()
     started_at = now()
     schema = _native.Schema(list(options.extras))
-    walked = roots(paths, options.relative_to)
+    local, urls = split(paths)
+    walked = roots(local, options.relative_to)
     known = state.known()
     own = [*options.own, *state.own()]
 
@@ -111,6 +118,11 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
         return state.scan_changes(walked, known, moved=moved, follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=own)
 
     changed, others, vanished, unchanged = await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+    # Objects are object_state's: the walk knows local files only.
+    vanished = [v for v in vanished if not is_url(v)]
+    objects = await _list_objects(urls, options, state)
+    vanished += objects.vanished
+    unchanged += objects.unchanged
     pending = state.pending()
     taken: dict[str, Row] = {}
     to_read: list[tuple[str, str]] = []
@@ -122,20 +134,53 @@ async def run(paths: Iterable, options: Options, state: State, *, moved: bool = 
         else:
             to_read.append((path, display))
             keys[display] = key
-    rows = await read_rows(to_read, keys, options, state, reader, paths)
+    to_list: list = []
+    for url, listed, _ in objects.changed:
+        left = pending.get(url)
+        object_key = object_state.key(listed)
+        if left is not None and left.key is not None and tuple(left.key) == object_key:
+            taken[url] = left
+        else:
+            to_list.append(listed)
+            keys[url] = object_key
+    rows = await read_rows(to_read, keys, options, state, reader, local, to_list)
     rows.update(taken)
     counts = {
-        "read": len(to_read),
+        "read": len(to_read) + len(to_list),
         "unchanged": unchanged,
-        "added": sum(1 for c in changed if not c[3]),
-        "changed": sum(1 for c in changed if c[3]),
+        "added": sum(1 for c in changed if not c[3]) + sum(1 for c in objects.changed if not c[2]),
+        "changed": sum(1 for c in changed if c[3]) + sum(1 for c in objects.changed if c[2]),
         "removed": len(vanished),
     }
     aggregator = state.aggregator(schema)
-    state.apply(aggregator, list(rows.values()), vanished, other_rows(others), kind="run", started_at=started_at, counts=counts)
+    state.apply(aggregator, list(rows.values()), vanished, [*other_rows(others), *objects.failed], kind="run", started_at=started_at, counts=counts)
     summary = state.summary()
     summary.duplicates = aggregator.duplicates
     summary.unresolved = aggregator.unresolved
     summary.changes = counts
     summary.seconds = time.perf_counter() - started
     return summary, aggregator
+
+
+@dataclass
+class ObjectChanges:
+    changed: list = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    #: rows of the URLs that could not be listed, or named nothing
+    failed: list[Row] = field(default_factory=list)
+
+
+async def _list_objects(urls: list[str], options: Options, state: State) -> ObjectChanges:
+    """The objects under `urls` against those the state holds (see
+    object_state.py); nothing is listed without a URL, but objects stored
+    by an earlier run with URLs are then all gone."""
+    stored = state.object_keys()
+    if not urls:
+        return ObjectChanges(vanished=list(stored))
+    stores = _native.Stores(anonymous=options.no_sign_request, first_bytes=options.first_bytes, retries=options.retries)
+    listings = await anyio.to_thread.run_sync(object_state.list_urls, urls, stores, abandon_on_cancel=True)
+    found = object_state.compare(listings, stored)
+    when = now()
+    failed = [Row(display, None, "unreadable", message, read_at=when) for display, message in listings.failed]
+    return ObjectChanges(found.changed, found.vanished, found.unchanged, failed)

@@ -334,6 +334,12 @@ class State:
         rows = self.db.execute(f"SELECT file_path, {_KEY_COLUMNS} FROM files WHERE dev IS NOT NULL").fetchall()
         return _native.pack_keys(b"", add=[(r[0], r[1:]) for r in rows])
 
+    def object_keys(self) -> dict[str, Key]:
+        """The key of each object-store URL the last run listed (see
+        object_state.py)."""
+        q = f"SELECT file_path, {_KEY_COLUMNS} FROM files WHERE dev IS NOT NULL AND (file_path LIKE 's3://%' OR file_path LIKE 'gs://%' OR file_path LIKE 'az://%')"
+        return {py_path(r[0]): tuple(r[1:]) for r in self.db.execute(q)}
+
     def scan_changes(self, walked: list[tuple[str, str]], known: bytes, **options) -> tuple:
         """`_native.scan_changes` against `known` (from `known()`; this
         may run on another thread, SQLite is not touched); damaged keys

@@ -84,6 +84,15 @@ impl Url {
         })
     }
 
+    /// The key as a location of the store. URLs of listed objects carry
+    /// the location as the listing gave it (`of`): parsed as it is, so
+    /// that it names the same object again (`Path::from` would escape
+    /// what a listing left escaped, a `%` say); a key that is no valid
+    /// location (`..`) is escaped.
+    fn location(&self) -> Path {
+        Path::parse(&self.key).unwrap_or_else(|_| Path::from(self.key.as_str()))
+    }
+
     /// The URL of an object of this bucket.
     fn of(&self, location: &Path) -> String {
         format!("{}://{}/{}", self.scheme, self.bucket, location)
@@ -288,7 +297,7 @@ impl Stores {
     /// The object at `url`, with its change key (a HEAD request).
     pub fn head(&self, url: &Url) -> io::Result<Object> {
         let store = self.bucket(url)?;
-        let location = Path::from(url.key.as_str());
+        let location = url.location();
         let meta = self.block_on(store.head(&location)).map_err(io_error)?;
         Ok(Object::new(store, meta))
     }
@@ -312,7 +321,7 @@ impl Stores {
         let parsed = Url::required(url)?;
         let object = Object {
             store: self.bucket(&parsed)?,
-            location: Path::from(parsed.key.as_str()),
+            location: parsed.location(),
             size,
             etag,
             last_modified,
@@ -417,7 +426,7 @@ impl Listing {
         if url.key.is_empty() {
             return failed(url, "the bucket holds no objects".into());
         }
-        let location = Path::from(url.key.as_str());
+        let location = url.location();
         match self.stores.block_on(store.head(&location)) {
             Ok(meta) => object_entry(url.of(&meta.location), Object::new(store.clone(), meta)),
             Err(object_store::Error::NotFound { .. }) => {
@@ -439,7 +448,7 @@ impl Iterator for Listing {
                     Ok(store) => store,
                     Err(e) => return Some(failed(&url, e.to_string())),
                 };
-                let prefix = (!url.key.is_empty()).then(|| Path::from(url.key.as_str()));
+                let prefix = (!url.key.is_empty()).then(|| url.location());
                 let stream = store.list(prefix.as_ref());
                 self.current = Some(Current {
                     url,
