@@ -183,8 +183,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
         return "--shard-files must be at least 1, and goes with --dask"
-    if any(is_url(p) for p in args.paths) and (args.dask or args.state is not None):
-        return "object-store URLs do not go with --dask or --state yet"
+    if any(is_url(p) for p in args.paths) and args.state is not None:
+        return "object-store URLs do not go with --state yet"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]

@@ -312,7 +312,10 @@ impl Stores {
         let parsed = Url::required(url)?;
         let object = Object {
             store: self.bucket(&parsed)?,
-            location: Path::from(parsed.key.as_str()),
+            // The URL as listed: its key is the location as displayed
+            // (percent-encoded), not a name to encode again.
+            location: Path::parse(parsed.key.as_str())
+                .unwrap_or_else(|_| Path::from(parsed.key.as_str())),
             size,
             etag,
             last_modified,
