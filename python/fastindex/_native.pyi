@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["Schema", "Problem", "Pipeline", "Walker", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "scan_changes", "pack_keys", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "Stores", "Listing", "is_url", "DataSetWriter", "part10", "long_length", "UNDEF"]
+__all__ = ["Schema", "Problem", "Pipeline", "Walker", "Aggregator", "RunFailed", "read_file", "read_bytes", "configure", "shutdown", "check_exclude", "roots", "scan_changes", "pack_keys", "FIELDS", "REASONS", "__version__", "DEFAULT_SUBSERIES", "MAX_INFLATED", "MEDIA_STORAGE_DIRECTORY", "trim_values", "parse_ds", "folder_of", "extra_type", "Stores", "Listing", "Entries", "is_url", "DataSetWriter", "part10", "long_length", "UNDEF"]
 __version__: str
 
 #: (name, kind, sources as tag paths, scope) per field of the table

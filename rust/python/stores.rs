@@ -153,7 +153,12 @@ impl Entries {
         let display = entry.display.to_string_lossy().into_owned();
         match (entry.found, entry.object) {
             (Found::File, Some(o)) => {
-                let listed = (display.clone(), o.size, o.etag.clone(), o.last_modified.clone());
+                let listed = (
+                    display.clone(),
+                    o.size,
+                    o.etag.clone(),
+                    o.last_modified.clone(),
+                );
                 Ok(Some((display, Some(listed), None, None)))
             }
             (Found::Fail(reason, message) | Found::Skip(reason, message), _) => {
