@@ -22,17 +22,13 @@ import pytest
 from archive import make_archive
 from corpora import CHARSET_FILES, PYDICOM_FILES, VENDORED, copy_corpora
 from hostile import declined
-from support.s3 import Proxy, Server
+from support import s3
+from support.s3 import Proxy
 
 BUCKET = "archive"
 URL = f"s3://{BUCKET}/data"
 
-
-@pytest.fixture(scope="module")
-def server():
-    s = Server()
-    yield s
-    s.stop()
+server = s3.server  # the fixture
 
 
 @pytest.fixture(scope="module")

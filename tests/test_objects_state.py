@@ -199,7 +199,7 @@ def test_a_url_that_cannot_be_listed_keeps_its_objects_and_says_so(server, bucke
     assert errors == fastindex([bucket], server.env(), tmp_path)[1]
 
 
-def test_urls_still_refused_with_dask_only(tmp_path):
+def test_urls_refused_with_dask_and_state_together(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastindex", "s3://b/x", "--dask", "tcp://127.0.0.1:1", "--state", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "object-store URLs do not go with --dask yet" in proc.stderr
+    assert proc.returncode == 2 and "object-store URLs do not go with --dask and --state together yet" in proc.stderr
     assert not (tmp_path / "s.db").exists()

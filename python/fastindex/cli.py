@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-jobs", type=int, metavar="N", default=fallback_pool.PROCESSES, help=f"pydicom fallback processes at most, whatever -j (default: {fallback_pool.PROCESSES})")
     p.add_argument("--fallback-memory", type=int, metavar="MIB", default=fallback_pool.MEMORY_MIB, help=f"memory a fallback process may take for one file, in MiB; more is error too_large; 0: no limit (default: {fallback_pool.MEMORY_MIB})")
     p.add_argument("--fallback-timeout", type=float, metavar="S", default=fallback_pool.TIMEOUT_S, help=f"seconds the fallback may take for one file; more is error timeout; 0: no limit (default: {fallback_pool.TIMEOUT_S:g})")
-    p.add_argument("--dask", metavar="ADDRESS", help="index on a Dask cluster, given its scheduler's address (tcp://host:8786); local PATHs must be on a file system every worker sees at the same path (needs fastindex-dicom[dask])")
+    p.add_argument("--dask", metavar="ADDRESS", help="index on a Dask cluster, given its scheduler's address (tcp://host:8786); local PATHs must be on a file system every worker sees at the same path; object-store URLs work from any worker that has the store's credentials in its environment (needs fastindex-dicom[dask])")
     p.add_argument("--shard-files", type=int, metavar="N", help="with --dask: entries of the listing per task (default: 2048)")
     p.add_argument("--no-sign-request", action="store_true", help="object stores: send requests unsigned (public buckets), as the AWS CLI's flag")
     p.add_argument("--first-bytes", type=int, metavar="N", default=64 * 1024, help="object stores: bytes of each object's first ranged GET; more only when the header goes on (default: 65536)")
@@ -183,8 +183,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--fallback-memory and --fallback-timeout must be 0 or more"
     if args.shard_files is not None and (args.shard_files < 1 or not args.dask):
         return "--shard-files must be at least 1, and goes with --dask"
-    if any(is_url(p) for p in args.paths) and args.dask:
-        return "object-store URLs do not go with --dask yet"
+    if any(is_url(p) for p in args.paths) and args.dask and args.state is not None:
+        return "object-store URLs do not go with --dask and --state together yet (either one works)"
     if args.relative_to is not None and not os.path.isdir(args.relative_to):
         return f"--relative-to {args.relative_to}: not a directory"
     named = [("-o", args.output), ("--errors", args.errors), ("--summary", args.summary)]

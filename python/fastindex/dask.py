@@ -39,6 +39,15 @@ Local PATHs must be on a file system every worker sees at the same path
 PATHs fails the run with `NotShared`, rather than list every file as
 unreadable.
 
+Object-store URLs (s3://, gs://, az://) work from any worker: the client
+lists them (after the local walk, as a local run does; a URL that cannot
+be listed is an `unreadable` entry there) into entries that carry each
+object's (url, size, etag, last_modified), and a shard's task reads its
+objects by ranged GETs without listing them again
+(`pipeline.run(objects=...)`). The client and every worker reach the
+stores with the credentials of their own environment (AWS_*, GOOGLE_*,
+AZURE_* variables, config files), or unsigned (--no-sign-request).
+
 Other listings plug in as `Run(listing=pages)`: any iterable of pages of
 `Listed` entries (an object-store listing, a walk filtered against a
 state database); `Run(records=True)` returns the per-file records at
@@ -59,6 +68,7 @@ from typing import Any
 
 from . import _native
 from .api import Index
+from .objects import split
 from .outcomes import WARNING, Problem, Summary
 from .pipeline import Options
 from .pipeline import roots as given_roots
@@ -74,6 +84,11 @@ MAX_LISTED = 1 << 21
 #: one entry of a listing: (path, display, reason, message), reason and
 #: message None for a file to read (see `_native.Walker.page`)
 Listed = tuple[str, str, "str | None", "str | None"]
+#: one object of a store: (url, size, etag, last_modified), as
+#: `_native.Stores.list` gives them
+Obj = tuple[str, int, "str | None", str]
+#: an object of a listing: (object, url, None, None)
+ListedObject = tuple[Obj, str, None, None]
 #: (place in its shard, display, reason, message) of a file that gave no
 #: record, or of an indexed file with warnings (reason "warning")
 Placed = tuple[int, str, str, str]
@@ -175,13 +190,18 @@ def _test_hook(number: int) -> None:
         time.sleep(60)
 
 
-def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str], options: Options, records: bool) -> Partial:
-    """Index one shard's files (path, display) as a local run would."""
+def _index_shard(number: int, items: list, roots: Sequence[str], options: Options, records: bool) -> Partial:
+    """Index one shard's items, files (path, display) and objects (url,
+    size, etag, last_modified), as a local run would."""
     import anyio
 
     _test_hook(number)
-    _check_visible(roots)
-    position = {display: i for i, (_, display) in enumerate(files)}
+    files = [item for item in items if len(item) == 2]
+    objects = [item for item in items if len(item) == 4]
+    if files:
+        _check_visible(roots)
+    # An object is displayed as its URL.
+    position = {item[1] if len(item) == 2 else item[0]: i for i, item in enumerate(items)}
     found: list[dict] = []
     problems: list[Placed] = []
     fallback: list[tuple[str, int]] = []
@@ -191,7 +211,7 @@ def _index_shard(number: int, files: list[tuple[str, str]], roots: Sequence[str]
 
     options = dataclasses.replace(options, jobs=options.jobs or _jobs())
     summary, aggregator = anyio.run(
-        lambda: run_local((), options, on_records=found.extend if records else None, on_problem=on_problem, files=files, on_fallback=lambda display, warnings: fallback.append((display, warnings)))
+        lambda: run_local((), options, on_records=found.extend if records else None, on_problem=on_problem, files=files, objects=objects or None, on_fallback=lambda display, warnings: fallback.append((display, warnings)))
     )
     # A file's record comes before its warning, as in a local run's lists.
     problems.sort(key=lambda p: (p[0], p[2] == WARNING))
@@ -229,11 +249,24 @@ def _merge(extras: list, *parts: bytes) -> bytes:
 # --- on the client ----------------------------------------------------------
 
 
-def pages(paths: Iterable, options: Options, size: int) -> Iterator[list[Listed]]:
-    """The local walk of `paths`, `size` entries a page."""
-    walker = _native.Walker(given_roots(paths, options.relative_to), follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=list(options.own))
+def pages(paths: Iterable, options: Options, size: int) -> Iterator[list]:
+    """The local walk of `paths`, then the listing of their URLs, `size`
+    entries a page: the order of a local run's listing."""
+    local, urls = split(paths)
+    walker = _native.Walker(given_roots(local, options.relative_to), follow_symlinks=options.follow_symlinks, exclude=list(options.exclude), own=list(options.own))
     while page := walker.page(size):
         yield page
+    if not urls:
+        return
+    stores = _native.Stores(anonymous=options.no_sign_request, first_bytes=options.first_bytes, retries=options.retries)
+    entries: list[Listed | ListedObject] = []
+    for display, obj, reason, message in stores.entries_of(urls):
+        entries.append((obj, display, None, None) if obj is not None else (display, display, reason, message))
+        if len(entries) == size:
+            yield entries
+            entries = []
+    if entries:
+        yield entries
 
 
 class Run:
@@ -305,12 +338,13 @@ class Run:
                         break
                     number = shards
                     shards += 1
-                    files: list[tuple[str, str]] = []
+                    files: list = []  # the shard's items
                     where: list[int] = []
                     skipped: list[Placed] = []
                     for i, (path, display, reason, message) in enumerate(page):
                         if reason is None:
-                            files.append((os.path.join(cwd, path), display))
+                            # An object as listed, or a file as a worker opens it.
+                            files.append(path if isinstance(path, tuple) else (os.path.join(cwd, path), display))
                             where.append(i)
                         else:
                             skipped.append((i, display, reason, message or ""))
@@ -473,10 +507,10 @@ class _Connected:
             self.client.close()
 
 
-def _job(client, paths: Iterable, records: bool, *, jobs: int | None = None, relative_to: str | None = None, follow_symlinks: bool = False, tags: Iterable[str] | None = None, exclude: Iterable[str] | None = None, shard_files: int = SHARD_FILES) -> Run:
+def _job(client, paths: Iterable, records: bool, *, jobs: int | None = None, relative_to: str | None = None, follow_symlinks: bool = False, tags: Iterable[str] | None = None, exclude: Iterable[str] | None = None, no_sign_request: bool = False, shard_files: int = SHARD_FILES) -> Run:
     from .tags import resolve
 
-    options = Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()), exclude=list(exclude or ()))
+    options = Options(jobs=jobs, relative_to=relative_to, follow_symlinks=follow_symlinks, extras=resolve(tags or ()), exclude=list(exclude or ()), no_sign_request=no_sign_request)
     return Run(client, paths, options, records=records, shard_files=shard_files)
 
 
@@ -487,8 +521,10 @@ def index(paths: Iterable[str | os.PathLike], client=None, **options) -> Index:
     `client`: a distributed.Client, a scheduler address, or None for the
     current default client. `options`: those of `fastindex.index` (`jobs`:
     parse threads per task, default the worker's share of its cores;
-    `relative_to`, `follow_symlinks`, `tags`), `exclude` (the command's
-    --exclude globs) and `shard_files` (entries per task)."""
+    `relative_to`, `follow_symlinks`, `tags`, `no_sign_request`), `exclude`
+    (the command's --exclude globs) and `shard_files` (entries per task).
+    `paths` may hold object-store URLs: the client lists them, the workers
+    read them, each with the credentials of its own environment."""
     problems: list[Problem] = []
     with _Connected(client) as c:
         job = _job(c, paths, False, **options)

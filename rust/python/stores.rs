@@ -83,6 +83,17 @@ impl Stores {
         })
     }
 
+    /// The objects under each of `urls` as a run lists them (a URL inside
+    /// another one given is listed once, as part of it), what cannot be
+    /// listed included: an iterator of (display, (url, size, etag,
+    /// last_modified) or None, reason or None, message or None), an
+    /// object or an entry listed with its reason (`unreadable`).
+    fn entries_of(&self, urls: Vec<String>) -> PyResult<Entries> {
+        Ok(Entries {
+            inner: Mutex::new(self.listing(&urls)?),
+        })
+    }
+
     /// The first `limit` bytes of the object at `url` (all of it when
     /// smaller) written to the file `dest`; returns how many.
     fn download(&self, py: Python<'_>, url: String, dest: PathBuf, limit: u64) -> PyResult<u64> {
@@ -121,6 +132,43 @@ impl Listing {
     }
 }
 
+/// See `Stores.entries_of`.
+#[pyclass(frozen, module = "fastindex._native")]
+pub struct Entries {
+    inner: Mutex<objects::Listing>,
+}
+
+/// One entry of `Entries`: an object, or a URL listed with its reason.
+type Given = (String, Option<Listed>, Option<&'static str>, Option<String>);
+
+#[pymethods]
+impl Entries {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Given>> {
+        let next = super::release(py, || lock(&self.inner).next());
+        let Some(entry) = next else { return Ok(None) };
+        let display = entry.display.to_string_lossy().into_owned();
+        match (entry.found, entry.object) {
+            (Found::File, Some(o)) => {
+                let listed = (
+                    display.clone(),
+                    o.size,
+                    o.etag.clone(),
+                    o.last_modified.clone(),
+                );
+                Ok(Some((display, Some(listed), None, None)))
+            }
+            (Found::Fail(reason, message) | Found::Skip(reason, message), _) => {
+                Ok(Some((display, None, Some(reason), Some(message))))
+            }
+            (Found::File, None) => Err(PyOSError::new_err("a listed object without its key")),
+        }
+    }
+}
+
 /// Is `path` an object-store URL (s3://, gs://, az://)?
 #[pyfunction]
 pub fn is_url(path: &str) -> bool {
@@ -130,6 +178,7 @@ pub fn is_url(path: &str) -> bool {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Stores>()?;
     m.add_class::<Listing>()?;
+    m.add_class::<Entries>()?;
     m.add_function(wrap_pyfunction!(is_url, m)?)?;
     Ok(())
 }
