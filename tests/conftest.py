@@ -30,3 +30,14 @@ import signal  # noqa: E402
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _collector_on():
+    """The command turns the garbage collector off for its one run (see
+    cli.command); a test that runs it in this process leaves it on for the
+    next test, as any other process has it."""
+    yield
+    import gc
+
+    gc.enable()

@@ -12,6 +12,7 @@ is held to be the same whatever the split and the completion order."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import math
@@ -303,6 +304,7 @@ def test_the_api(client, tree, monkeypatch):
     # Cancelled tasks leave the scheduler once it has heard back from the
     # workers: quickly, but a loaded machine can take a while.
     deadline = time.monotonic() + 90
+    gc.collect()  # distributed's futures can sit in reference cycles until collected
     while client.run_on_scheduler(ours):
         assert time.monotonic() < deadline, client.run_on_scheduler(ours)
         time.sleep(0.1)
