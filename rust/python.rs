@@ -523,25 +523,11 @@ fn scan_changes(
     exclude: Vec<String>,
     own: Vec<(u64, u64)>,
 ) -> PyResult<Scanned> {
-    let roots = roots
-        .into_iter()
-        .map(|(path, display)| Root {
-            path,
-            display: display.into_os_string(),
-        })
-        .collect();
-    let filter = Filter {
-        exclude: Exclude::new(&exclude).map_err(PyValueError::new_err)?,
-        own,
-    };
+    let walk = walk_of(roots, follow_symlinks, &exclude, own)?;
     let found = release(py, || {
         let known = scan::Packed::unpack(known)?;
         let known = known.map();
-        Ok::<_, String>(scan::scan(
-            Walk::new(roots, follow_symlinks, filter),
-            known,
-            moved,
-        ))
+        Ok::<_, String>(scan::scan(walk, known, moved))
     });
     let found = found.map_err(PyValueError::new_err)?;
     let changed = found
