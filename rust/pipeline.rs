@@ -204,6 +204,29 @@ impl Shared {
         self.halt();
     }
 
+    /// Wait (until `deadline`, when given) for the listing to be over and
+    /// no task of the run to be queued or running; false when the deadline
+    /// came first.
+    fn idle(&self, deadline: Option<std::time::Instant>) -> bool {
+        let mut state = lock(&self.state);
+        while !(state.listed && state.in_flight == 0) {
+            state = match deadline {
+                None => wait(&self.changed, state),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.changed
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+
     fn halt(&self) {
         self.stop.store(true, Ordering::Relaxed);
         // Taken so that no waiter misses the news between its check and
@@ -238,20 +261,17 @@ impl Stop {
     pub fn quiesce(&self, deadline: std::time::Instant) -> bool {
         self.0.halt();
         pool::purge(self.0.id);
-        let mut state = lock(&self.0.state);
-        while !(state.listed && state.in_flight == 0) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .0
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.0.idle(Some(deadline))
+    }
+}
+
+/// Marks the run's listing over when dropped: nothing more will be queued.
+struct ListingOver<'a>(&'a Shared);
+
+impl Drop for ListingOver<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).listed = true;
+        self.0.changed.notify_all();
     }
 }
 
@@ -298,14 +318,14 @@ impl Pipeline {
         let batch_size = options.batch_size.max(1);
         let panic_walk = inject.as_deref() == Some("walk");
         let listing = spawn("walk", &shared, move |shared| {
-            let listed = list(listing, ahead, &feed, batch_size, shared, panic_walk);
-            // What the feed lent the run's tasks goes before `listed` says so.
-            drop(feed);
-            lock(&shared.state).listed = true;
-            shared.changed.notify_all();
-            listed
+            // Dropped last, whether the listing returns or panics, after
+            // the feed (and what it lends the run's tasks).
+            let _over = ListingOver(shared);
+            let feed = feed;
+            list(listing, ahead, &feed, batch_size, shared, panic_walk)
         });
         if listing.is_none() {
+            lock(&shared.state).listed = true; // nothing will list
             shared.fail("walk", "could not start the threads of the run".into());
         }
         Pipeline {
@@ -340,13 +360,8 @@ impl Pipeline {
                     .fail("walk", "a thread of the run ended abnormally".into());
             }
         }
-        {
-            let mut state = lock(&self.shared.state);
-            while state.in_flight > 0 {
-                state = wait(&self.shared.changed, state);
-            }
-            state.done.clear();
-        }
+        self.shared.idle(None);
+        lock(&self.shared.state).done.clear();
         if std::mem::replace(&mut self.done, true) {
             return Ok(());
         }
@@ -442,8 +457,10 @@ fn list(
             return Ok(());
         }
         // Hand over what the run may have in flight now.
-        while !ready.is_empty() && feed.room() {
-            let batch = ready.pop_front().expect("not empty");
+        while feed.room() {
+            let Some(batch) = ready.pop_front() else {
+                break;
+            };
             ahead_of_readers -= batch.len();
             feed.submit(batch)?;
         }
