@@ -18,7 +18,6 @@ import argparse
 import functools
 import gc
 import os
-import re
 import sys
 import warnings
 
@@ -30,6 +29,7 @@ from .objects import is_url
 from .outcomes import Summary
 from .pipeline import Options, check_path, run
 from .tags import resolve
+from .tags import split as split_tags
 from .write import FORMATS, Interrupted, NdjsonWriter, Output, columns, identity
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_STRICT = 0, 1, 2, 3
@@ -241,8 +241,7 @@ def command(argv: list[str] | None, early: list[int]) -> int:
         return watch_cli.command(argv[1:], early)
     args = parser().parse_args(argv)
     try:
-        # Split on commas, but not inside "(gggg,eeee)".
-        extras = resolve(re.findall(r"\([^)]*\)|[^,]+", args.tags or ""))
+        extras = resolve(split_tags(args.tags))
     except ValueError as e:
         return _usage(f"--tags: {e}")
     problem = _check(args)

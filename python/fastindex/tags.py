@@ -45,3 +45,9 @@ def resolve(specs: Iterable[str]) -> list[tuple[str, int, str, bool]]:
             continue
         out.append((name, tag, vr, vm != "1"))
     return out
+
+
+def split(option: str | None) -> list[str]:
+    """The keywords and tags of a --tags option: split on commas, but not
+    inside "(gggg,eeee)"."""
+    return re.findall(r"\([^)]*\)|[^,]+", option or "")

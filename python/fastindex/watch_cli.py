@@ -8,7 +8,6 @@ fatal (a DIR missing, the state refused), 2 usage.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import anyio
@@ -47,6 +46,7 @@ def command(argv: list[str], early: list[int]) -> int:
     from .pipeline import check_path
     from .state import StateError
     from .tags import resolve
+    from .tags import split as split_tags
     from .watch import watch
 
     args = parser().parse_args(argv)
@@ -64,7 +64,7 @@ def command(argv: list[str], early: list[int]) -> int:
         except OSError as e:
             print(f"fastindex watch: {e.strerror}", file=sys.stderr)
             return EXIT_FATAL
-    tags = re.findall(r"\([^)]*\)|[^,]+", args.tags or "")
+    tags = split_tags(args.tags)
     try:
         resolve(tags)
     except ValueError as e:
