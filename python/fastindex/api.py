@@ -119,11 +119,15 @@ class AsyncInstances(AsyncIterator[InstanceRecord]):
     def __aiter__(self) -> AsyncInstances:
         return self
 
-    async def __anext__(self) -> InstanceRecord:
-        while self._at >= len(self._batch):
+    async def _pull(self) -> list[InstanceRecord] | None:
+        """The records not handed out yet: the rest of the batch in hand,
+        or the next batch; None once the run is over (then closed)."""
+        rest = self._batch[self._at :]
+        self._batch, self._at = [], 0
+        while not rest:
             run = self._run
             if run is None:
-                raise StopAsyncIteration
+                return None
             try:
                 batch = await run.next()
             except BaseException:
@@ -131,6 +135,14 @@ class AsyncInstances(AsyncIterator[InstanceRecord]):
                 raise
             if batch is None:
                 await self.aclose()
+                return None
+            rest = batch
+        return rest
+
+    async def __anext__(self) -> InstanceRecord:
+        if self._at >= len(self._batch):
+            batch = await self._pull()
+            if batch is None:
                 raise StopAsyncIteration
             self._batch, self._at = batch, 0
         self._at += 1
@@ -295,27 +307,16 @@ class Instances(Iterator[InstanceRecord]):
     async def _start(paths: list[_PathArg], options: Options) -> AsyncInstances:
         return AsyncInstances(paths, options)
 
-    async def _next_batch(self) -> list[InstanceRecord] | None:
-        batch: list[InstanceRecord] = []
-        try:
-            batch.append(await self._async.__anext__())
-        except StopAsyncIteration:
-            return None
-        # The rest of the batch already pulled, without more round trips.
-        rest = self._async._batch[self._async._at :]
-        self._async._at = len(self._async._batch)
-        batch.extend(rest)
-        return batch
-
     def __iter__(self) -> Instances:
         return self
 
     def __next__(self) -> InstanceRecord:
-        while self._at >= len(self._batch):
+        if self._at >= len(self._batch):
             if self._loop is None:
                 raise StopIteration
             try:
-                batch = self._loop.call(self._next_batch)
+                # A batch a round trip to the loop.
+                batch = self._loop.call(self._async._pull)
             except BaseException:
                 self.close()
                 raise
